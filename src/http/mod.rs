@@ -1,0 +1,13 @@
+//! Request → response: routing ([`routes`]), the handler ([`handler`]), CDN semantics ([`range`],
+//! conditional requests, caching, CORS), the one error→status mapping ([`error`]) and the hyper
+//! server with its connection limits ([`server`]).
+
+pub mod body;
+pub mod error;
+pub mod handler;
+pub mod idle;
+pub mod range;
+pub mod routes;
+pub mod server;
+
+pub use handler::{App, HttpSettings};

@@ -1,0 +1,250 @@
+//! Top-level scan of a file (§4.2: a sequence of boxes) and the per-track sample lists.
+
+use crate::mp4::codes::*;
+use crate::mp4::moov::{parse_moov, Trex};
+use crate::mp4::reader::parse_header;
+use crate::mp4::sample_entry::SampleEntry;
+use crate::mp4::{self, FourCC, Sample};
+
+/// Largest `moov` we read (progressive files with hours of samples stay far below).
+const MAX_MOOV: u64 = 256 << 20;
+/// Largest `moof` we read.
+const MAX_MOOF: u64 = 32 << 20;
+
+/// Positioned reads from a file (or anything that holds bytes).
+pub trait ReadAt {
+    /// Fills `buf` from `offset`; a short file is an error.
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()>;
+}
+
+impl ReadAt for [u8] {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        let start = usize::try_from(offset).map_err(|_| std::io::ErrorKind::UnexpectedEof)?;
+        let end = start.checked_add(buf.len()).ok_or(std::io::ErrorKind::UnexpectedEof)?;
+        let src = self.get(start..end).ok_or(std::io::ErrorKind::UnexpectedEof)?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+}
+
+impl ReadAt for std::fs::File {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        std::os::unix::fs::FileExt::read_exact_at(self, buf, offset)
+    }
+}
+
+/// Why a file could not be indexed.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// Reading failed (including a file that shrank while we read it).
+    #[error("read error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The bytes are not valid MP4 (the error names the box).
+    #[error("{0}")]
+    Mp4(#[from] mp4::Error),
+    /// A top-level box extends past the end of the file.
+    #[error("'{kind}' at offset {offset} needs {size} bytes but the file has {file_len}: truncated file")]
+    TruncatedFile {
+        /// Box type.
+        kind: FourCC,
+        /// Its offset.
+        offset: u64,
+        /// Its declared size.
+        size: u64,
+        /// File length.
+        file_len: u64,
+    },
+    /// A box is larger than we are willing to hold in memory.
+    #[error("'{0}' of {1} bytes is too large")]
+    TooLarge(FourCC, u64),
+    /// No `moov` box: not an MP4 movie (or not finished being written).
+    #[error("no 'moov' box (not an MP4 file, or still being written)")]
+    NoMoov,
+    /// No track we can serve.
+    #[error("no playable track ({0})")]
+    NoTracks(String),
+}
+
+/// What kind of media a track carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TrackKind {
+    /// `vide`
+    Video,
+    /// `soun`
+    Audio,
+    /// `text`, `subt`, `sbtl`
+    Text,
+}
+
+/// One servable track of a file.
+#[derive(Debug)]
+pub struct TrackIndex {
+    /// `track_ID`.
+    pub id: u32,
+    /// Media kind.
+    pub kind: TrackKind,
+    /// Media timescale.
+    pub timescale: u32,
+    /// ISO 639-2/T language (`und` if unset).
+    pub language: String,
+    /// Codec facts.
+    pub entry: SampleEntry,
+    /// Media time where presentation starts (edit list).
+    pub edit_media_time: i64,
+    /// Samples in decode order, with absolute file offsets.
+    pub samples: Vec<Sample>,
+    /// Indices into `samples` where an input fragment starts (empty for progressive input).
+    pub fragment_starts: Vec<usize>,
+    /// Boxes an init segment copies: `tkhd`, `edts`, `mdhd`, `hdlr`, media header, `stsd`.
+    pub init_boxes: InitBoxes,
+}
+
+/// Owned copies of the boxes an init segment reuses (see `mp4::moov::TrackBoxes`).
+#[derive(Debug, Clone)]
+pub struct InitBoxes {
+    /// `tkhd`
+    pub tkhd: Vec<u8>,
+    /// `edts`
+    pub edts: Option<Vec<u8>>,
+    /// `mdhd`
+    pub mdhd: Vec<u8>,
+    /// `hdlr`
+    pub hdlr: Vec<u8>,
+    /// `vmhd`/`smhd`/`sthd`/`nmhd`
+    pub media_header: Option<Vec<u8>>,
+    /// `stsd`
+    pub stsd: Vec<u8>,
+}
+
+/// Every servable track of one file.
+#[derive(Debug)]
+pub struct FileIndex {
+    /// The file's `mvhd` (its timescale governs the edit lists).
+    pub mvhd: Vec<u8>,
+    /// True for fragmented input.
+    pub fragmented: bool,
+    /// Tracks in file order.
+    pub tracks: Vec<TrackIndex>,
+    /// Tracks left out and why.
+    pub skipped: Vec<String>,
+}
+
+impl FileIndex {
+    /// Approximate heap size, for the cache's weigher.
+    pub fn weight(&self) -> usize {
+        self.tracks.iter().map(|t| t.samples.len().saturating_mul(32).saturating_add(4096)).sum()
+    }
+}
+
+/// Indexes the file behind `src`, `len` bytes long.
+pub fn build<R: ReadAt + ?Sized>(src: &R, len: u64) -> Result<FileIndex, IndexError> {
+    let mut moov: Option<Vec<u8>> = None;
+    let mut moofs: Vec<(u64, Vec<u8>)> = Vec::new();
+    let mut pos = 0u64;
+    while pos < len {
+        let avail = len.saturating_sub(pos).min(16);
+        let mut head = vec![0u8; usize::try_from(avail).unwrap_or(16)];
+        src.read_exact_at(&mut head, pos)?;
+        let h = parse_header(&head, FourCC(*b"file"))?;
+        let size = h.size.unwrap_or(len.saturating_sub(pos));
+        let end = pos.checked_add(size).ok_or(IndexError::TooLarge(h.kind, size))?;
+        if end > len {
+            return Err(IndexError::TruncatedFile { kind: h.kind, offset: pos, size, file_len: len });
+        }
+        let body_at = pos.saturating_add(h.header_len);
+        let body_len = size.saturating_sub(h.header_len);
+        if h.kind == MOOV || h.kind == MOOF {
+            let limit = if h.kind == MOOV { MAX_MOOV } else { MAX_MOOF };
+            if body_len > limit {
+                return Err(IndexError::TooLarge(h.kind, size));
+            }
+            let mut body = vec![0u8; usize::try_from(body_len).map_err(|_| IndexError::TooLarge(h.kind, size))?];
+            src.read_exact_at(&mut body, body_at)?;
+            if h.kind == MOOV {
+                moov = Some(body);
+            } else {
+                moofs.push((pos, body));
+            }
+        }
+        if size == 0 {
+            break;
+        }
+        pos = end;
+    }
+    let moov = moov.ok_or(IndexError::NoMoov)?;
+    let movie = parse_moov(&moov, len)?;
+    let trexes: Vec<(u32, Trex)> = movie.tracks.iter().map(|t| (t.id, t.trex)).collect();
+    let mut tracks: Vec<TrackIndex> = Vec::new();
+    let mut skipped = movie.skipped.clone();
+    for t in movie.tracks {
+        let kind = match t.handler {
+            h if h == FourCC(*b"vide") => TrackKind::Video,
+            h if h == FourCC(*b"soun") => TrackKind::Audio,
+            h if h == FourCC(*b"text") || h == FourCC(*b"subt") || h == FourCC(*b"sbtl") => {
+                TrackKind::Text
+            }
+            other => {
+                skipped.push(format!("track {} has handler '{other}'", t.id));
+                continue;
+            }
+        };
+        tracks.push(TrackIndex {
+            id: t.id,
+            kind,
+            timescale: t.timescale,
+            language: t.language,
+            entry: t.entry,
+            edit_media_time: t.edit_media_time,
+            samples: t.samples,
+            fragment_starts: Vec::new(),
+            init_boxes: InitBoxes {
+                tkhd: t.raw.tkhd.to_vec(),
+                edts: t.raw.edts.map(<[u8]>::to_vec),
+                mdhd: t.raw.mdhd.to_vec(),
+                hdlr: t.raw.hdlr.to_vec(),
+                media_header: t.raw.media_header.map(<[u8]>::to_vec),
+                stsd: t.raw.stsd.to_vec(),
+            },
+        });
+    }
+    if movie.fragmented {
+        let trex = |id: u32| trexes.iter().find(|(t, _)| *t == id).map(|(_, x)| *x);
+        for (offset, body) in &moofs {
+            for run in mp4::moof::parse_moof(body, *offset, len, trex)? {
+                let Some(track) = tracks.iter_mut().find(|t| t.id == run.track_id) else { continue };
+                if run.samples.is_empty() {
+                    continue;
+                }
+                let next = track.samples.last().map_or(0, |s| s.dts.saturating_add(u64::from(s.duration)));
+                let base = run.base_decode_time.unwrap_or(next);
+                track.fragment_starts.push(track.samples.len());
+                track.samples.extend(run.samples.iter().map(|s| Sample { dts: s.dts.saturating_add(base), ..*s }));
+            }
+        }
+    }
+    let before = tracks.len();
+    tracks.retain(|t| !t.samples.is_empty());
+    if tracks.len() < before {
+        skipped.push(format!("{} track(s) without samples", before.saturating_sub(tracks.len())));
+    }
+    if tracks.is_empty() {
+        return Err(IndexError::NoTracks(if skipped.is_empty() { "no samples".into() } else { skipped.join("; ") }));
+    }
+    Ok(FileIndex { mvhd: movie.mvhd.to_vec(), fragmented: movie.fragmented, tracks, skipped })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garbage_and_empty_inputs_are_errors() {
+        assert!(matches!(build(&[][..], 0), Err(IndexError::NoMoov)));
+        let junk = [0xffu8; 64];
+        assert!(build(&junk[..], 64).is_err());
+        let zero_box = [0u8, 0, 0, 0, b'm', b'o', b'o', b'v'];
+        assert!(build(&zero_box[..], 8).is_err());
+        let huge = [0u8, 0, 0, 1, b'm', b'd', b'a', b't', 0xff, 0, 0, 0, 0, 0, 0, 0];
+        assert!(matches!(build(&huge[..], 16), Err(IndexError::TruncatedFile { .. })));
+    }
+}

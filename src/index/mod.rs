@@ -1,0 +1,10 @@
+//! File bytes → [`FileIndex`]: every track of one MP4 file with its codec and its samples.
+//!
+//! The index is read with positioned reads (`ReadAt`), never through the memory mapping: a file
+//! truncated by someone else then yields an I/O error here instead of a SIGBUS (see
+//! `storage::mmap`).
+
+pub mod build;
+pub mod time;
+
+pub use build::{build, FileIndex, IndexError, ReadAt, TrackIndex, TrackKind};

@@ -1,0 +1,15 @@
+//! drm-origin: a streaming origin that serves clear MP4 files as DASH and HLS (CMAF), packaged
+//! on the fly.
+//!
+//! A request travels through the modules in this order:
+//! **request** ([`http`]) → **asset** ([`storage`]) → **boxes** ([`mp4`]) → **index** ([`index`])
+//! → **segment or manifest** ([`packaging`]) → **response** ([`http`]).
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod http;
+pub mod index;
+pub mod mp4;
+pub mod packaging;
+pub mod storage;

@@ -1,0 +1,164 @@
+//! Static DASH MPD (ISO/IEC 23009-1) with SegmentTemplate + SegmentTimeline per Representation.
+
+use std::fmt::Write;
+
+use super::plan::{Asset, Rendition};
+use super::{frame_rate, language_tag, mime, naming};
+use crate::index::{time, TrackKind};
+
+/// Writes the MPD of `asset`.
+pub fn mpd(asset: &Asset) -> String {
+    let mut sets: Vec<(TrackKind, String, String, Vec<&Rendition>)> = Vec::new();
+    for r in &asset.renditions {
+        let Some(t) = r.track() else { continue };
+        let lang = if t.kind == TrackKind::Video { String::new() } else { t.language.clone() };
+        let family: String = t.entry.codec.chars().take(4).collect();
+        match sets.iter_mut().find(|(k, l, f, _)| *k == t.kind && *l == lang && *f == family) {
+            Some(set) => set.3.push(r),
+            None => sets.push((t.kind, lang, family, vec![r])),
+        }
+    }
+    let max_seg = asset
+        .renditions
+        .iter()
+        .filter_map(|r| {
+            let t = r.track()?;
+            r.segments.iter().map(|s| time::seconds(s.duration, t.timescale)).reduce(f64::max)
+        })
+        .fold(0.0, f64::max);
+    let mut x = String::with_capacity(4096);
+    x.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        x,
+        "<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" profiles=\"urn:mpeg:dash:profile:isoff-live:2011\" \
+         type=\"static\" mediaPresentationDuration=\"{}\" minBufferTime=\"{}\">",
+        duration(asset.duration),
+        duration(max_seg.max(1.0))
+    );
+    x.push_str("  <Period id=\"0\" start=\"PT0S\">\n");
+    let mut first_audio = true;
+    for (i, (kind, lang, _, reps)) in sets.iter().enumerate() {
+        let content = match kind {
+            TrackKind::Video => "video",
+            TrackKind::Audio => "audio",
+            TrackKind::Text => "text",
+        };
+        let _ = write!(
+            x,
+            "    <AdaptationSet id=\"{i}\" contentType=\"{content}\" mimeType=\"{}\" segmentAlignment=\"true\" startWithSAP=\"1\"",
+            mime(*kind)
+        );
+        if let Some(tag) = language_tag(lang) {
+            let _ = write!(x, " lang=\"{}\"", escape(&tag));
+        }
+        if *kind == TrackKind::Video {
+            let w = reps.iter().filter_map(|r| r.track()).map(|t| t.entry.width).max().unwrap_or(0);
+            let h = reps.iter().filter_map(|r| r.track()).map(|t| t.entry.height).max().unwrap_or(0);
+            let _ = write!(x, " maxWidth=\"{w}\" maxHeight=\"{h}\"");
+        }
+        x.push_str(">\n");
+        if *kind == TrackKind::Audio {
+            let role = if first_audio { "main" } else { "alternate" };
+            first_audio = false;
+            let _ = writeln!(x, "      <Role schemeIdUri=\"urn:mpeg:dash:role:2011\" value=\"{role}\"/>");
+        }
+        for r in reps {
+            representation(&mut x, r);
+        }
+        x.push_str("    </AdaptationSet>\n");
+    }
+    x.push_str("  </Period>\n</MPD>\n");
+    x
+}
+
+fn representation(x: &mut String, r: &Rendition) {
+    let Some(t) = r.track() else { return };
+    let _ = write!(
+        x,
+        "      <Representation id=\"{}\" bandwidth=\"{}\" codecs=\"{}\"",
+        escape(&r.id),
+        r.peak_bandwidth.max(1),
+        escape(&t.entry.codec)
+    );
+    match t.kind {
+        TrackKind::Video => {
+            let _ = write!(x, " width=\"{}\" height=\"{}\" sar=\"1:1\"", t.entry.width, t.entry.height);
+            if let Some((n, d)) = frame_rate(t) {
+                if d == 1 {
+                    let _ = write!(x, " frameRate=\"{n}\"");
+                } else {
+                    let _ = write!(x, " frameRate=\"{n}/{d}\"");
+                }
+            }
+            x.push_str(">\n");
+        }
+        TrackKind::Audio => {
+            let _ = writeln!(x, " audioSamplingRate=\"{}\">", t.entry.sample_rate);
+            let _ = writeln!(
+                x,
+                "        <AudioChannelConfiguration schemeIdUri=\"urn:mpeg:dash:23003:3:audio_channel_configuration:2011\" value=\"{}\"/>",
+                t.entry.channels
+            );
+        }
+        TrackKind::Text => x.push_str(">\n"),
+    }
+    let _ = write!(x, "        <SegmentTemplate timescale=\"{}\"", t.timescale);
+    if t.edit_media_time > 0 {
+        let _ = write!(x, " presentationTimeOffset=\"{}\"", t.edit_media_time);
+    }
+    let _ = writeln!(
+        x,
+        " initialization=\"$RepresentationID$/{}\" media=\"$RepresentationID$/$Number${}\" startNumber=\"{}\">",
+        naming::INIT,
+        naming::SEGMENT_EXT,
+        naming::START_NUMBER
+    );
+    x.push_str("          <SegmentTimeline>\n");
+    // Run-length encode equal durations; write `t` on the first S and after any gap.
+    let mut expected_t: Option<u64> = None;
+    let mut i = 0;
+    while let Some(seg) = r.segments.get(i) {
+        let mut repeat = 0usize;
+        while let Some(next) = r.segments.get(i.saturating_add(repeat).saturating_add(1)) {
+            let prev_end = r.segments.get(i.saturating_add(repeat)).map(|p| p.pts.saturating_add(p.duration));
+            if next.duration != seg.duration || prev_end != Some(next.pts) {
+                break;
+            }
+            repeat = repeat.saturating_add(1);
+        }
+        x.push_str("            <S");
+        if expected_t != Some(seg.pts) {
+            let _ = write!(x, " t=\"{}\"", seg.pts);
+        }
+        let _ = write!(x, " d=\"{}\"", seg.duration);
+        if repeat > 0 {
+            let _ = write!(x, " r=\"{repeat}\"");
+        }
+        x.push_str("/>\n");
+        let count = repeat.saturating_add(1);
+        expected_t = Some(seg.pts.saturating_add(seg.duration.saturating_mul(count as u64)));
+        i = i.saturating_add(count);
+    }
+    x.push_str("          </SegmentTimeline>\n        </SegmentTemplate>\n      </Representation>\n");
+}
+
+/// `PT12.345S`
+fn duration(secs: f64) -> String {
+    format!("PT{:.3}S", secs.max(0.0))
+}
+
+/// XML attribute escaping.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}

@@ -1,0 +1,136 @@
+//! HLS (RFC 8216bis) multivariant and media playlists over the same CMAF segments as DASH.
+
+use std::fmt::Write;
+
+use super::plan::{Asset, Rendition};
+use super::{frame_rate, language_tag, naming};
+use crate::index::{time, TrackKind};
+
+/// The multivariant playlist of `asset`.
+pub fn master(asset: &Asset) -> String {
+    let mut x = String::from("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+    let videos: Vec<&Rendition> = by_kind(asset, TrackKind::Video);
+    let audios: Vec<&Rendition> = by_kind(asset, TrackKind::Audio);
+    // One audio group per codec: a variant lists the codecs its group may play.
+    let mut groups: Vec<(String, Vec<&Rendition>)> = Vec::new();
+    for a in &audios {
+        let Some(t) = a.track() else { continue };
+        let gid = format!("audio-{}", t.entry.codec);
+        match groups.iter_mut().find(|(g, _)| *g == gid) {
+            Some(g) => g.1.push(a),
+            None => groups.push((gid, vec![a])),
+        }
+    }
+    for (gid, members) in &groups {
+        for (i, a) in members.iter().enumerate() {
+            let Some(t) = a.track() else { continue };
+            let tag = language_tag(&t.language);
+            let name = match &tag {
+                Some(tag) => format!("{} ({})", language_name(tag), a.id),
+                None => a.id.clone(),
+            };
+            let _ = write!(x, "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"{}\",NAME=\"{}\"", quoted(gid), quoted(&name));
+            if let Some(tag) = &tag {
+                let _ = write!(x, ",LANGUAGE=\"{}\"", quoted(tag));
+            }
+            let default = if i == 0 { "YES" } else { "NO" };
+            let _ = writeln!(
+                x,
+                ",DEFAULT={default},AUTOSELECT=YES,CHANNELS=\"{}\",URI=\"{}/{}\"",
+                t.entry.channels,
+                quoted(&a.id),
+                naming::MEDIA_PLAYLIST
+            );
+        }
+    }
+    if videos.is_empty() {
+        // Audio-only asset: each audio rendition is a variant of its own.
+        for a in &audios {
+            let Some(t) = a.track() else { continue };
+            let _ = writeln!(
+                x,
+                "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={},CODECS=\"{}\"\n{}/{}",
+                a.peak_bandwidth.max(1),
+                a.avg_bandwidth.max(1),
+                quoted(&t.entry.codec),
+                a.id,
+                naming::MEDIA_PLAYLIST
+            );
+        }
+        return x;
+    }
+    let audio_choices: Vec<Option<&(String, Vec<&Rendition>)>> =
+        if groups.is_empty() { vec![None] } else { groups.iter().map(Some).collect() };
+    for group in audio_choices {
+        for v in &videos {
+            let Some(t) = v.track() else { continue };
+            let (mut peak, mut avg, mut codecs) = (v.peak_bandwidth, v.avg_bandwidth, t.entry.codec.clone());
+            if let Some((_, members)) = group {
+                peak = peak.saturating_add(members.iter().map(|a| a.peak_bandwidth).max().unwrap_or(0));
+                avg = avg.saturating_add(members.iter().map(|a| a.avg_bandwidth).max().unwrap_or(0));
+                if let Some(codec) = members.first().and_then(|a| a.track()).map(|t| t.entry.codec.clone()) {
+                    codecs = format!("{codecs},{codec}");
+                }
+            }
+            let _ = write!(
+                x,
+                "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={},CODECS=\"{}\",RESOLUTION={}x{}",
+                peak.max(1),
+                avg.max(1),
+                quoted(&codecs),
+                t.entry.width,
+                t.entry.height
+            );
+            if let Some((n, d)) = frame_rate(t) {
+                let _ = write!(x, ",FRAME-RATE={:.3}", n as f64 / d as f64);
+            }
+            if let Some((gid, _)) = group {
+                let _ = write!(x, ",AUDIO=\"{}\"", quoted(gid));
+            }
+            let _ = writeln!(x, "\n{}/{}", v.id, naming::MEDIA_PLAYLIST);
+        }
+    }
+    x
+}
+
+/// The media playlist of one rendition.
+pub fn media(r: &Rendition) -> String {
+    let Some(t) = r.track() else { return String::from("#EXTM3U\n#EXT-X-ENDLIST\n") };
+    let secs: Vec<f64> = r.segments.iter().map(|s| time::seconds(s.duration, t.timescale)).collect();
+    // EXT-X-TARGETDURATION must be ≥ every EXTINF rounded to the nearest integer.
+    let target = secs.iter().map(|s| s.round() as u64).max().unwrap_or(1).max(1);
+    let mut x = format!(
+        "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:{}\n\
+         #EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-INDEPENDENT-SEGMENTS\n#EXT-X-MAP:URI=\"{}\"\n",
+        naming::START_NUMBER,
+        naming::INIT
+    );
+    for (i, s) in secs.iter().enumerate() {
+        let _ = writeln!(x, "#EXTINF:{s:.6},\n{}", naming::segment(i.saturating_add(naming::START_NUMBER)));
+    }
+    x.push_str("#EXT-X-ENDLIST\n");
+    x
+}
+
+fn by_kind(asset: &Asset, kind: TrackKind) -> Vec<&Rendition> {
+    asset.renditions.iter().filter(|r| r.track().map(|t| t.kind) == Some(kind)).collect()
+}
+
+/// Quoted-string values may not hold `"` or line breaks (RFC 8216 §4.2).
+fn quoted(s: &str) -> String {
+    s.chars().filter(|c| *c != '"' && *c != '\n' && *c != '\r').collect()
+}
+
+fn language_name(tag: &str) -> &str {
+    match tag {
+        "en" => "English",
+        "fr" => "Français",
+        "de" => "Deutsch",
+        "es" => "Español",
+        "it" => "Italiano",
+        "pt" => "Português",
+        "nl" => "Nederlands",
+        "ja" => "日本語",
+        other => other,
+    }
+}

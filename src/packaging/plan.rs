@@ -1,0 +1,233 @@
+//! Indexed files → an [`Asset`]: its renditions and where each one's segments start and end.
+//!
+//! Cutting rule: the reference track (the first video track, else the first track) is cut at the
+//! first *candidate* sample at or after each multiple of the target duration. Candidates are sync
+//! samples; for fragmented input, sync samples that begin an input fragment. Every other track is
+//! cut at its first candidate at or after the reference's cut instants, so renditions encoded with
+//! the same GOP structure get identical boundaries and audio segments line up with video ones.
+
+use std::sync::Arc;
+
+use crate::index::time;
+use crate::index::{FileIndex, TrackIndex, TrackKind};
+use crate::mp4::Sample;
+use crate::storage::mmap::MappedFile;
+
+/// One source file of an asset, mapped and indexed.
+#[derive(Debug)]
+pub struct SourceFile {
+    /// Path relative to the asset folder, for logs.
+    pub name: String,
+    /// Rendition id prefix (the file stem).
+    pub stem: String,
+    /// The open file.
+    pub mapped: MappedFile,
+    /// Its index.
+    pub index: FileIndex,
+    /// Modification time (Last-Modified).
+    pub modified: std::time::SystemTime,
+    /// A value that changes whenever the file does (ETags).
+    pub fingerprint: u64,
+}
+
+/// One segment of a rendition: samples `first..end` of its track.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Segment {
+    /// First sample index.
+    pub first: usize,
+    /// One past the last sample index.
+    pub end: usize,
+    /// Decode time of the first sample (`tfdt`).
+    pub dts: u64,
+    /// Earliest presentation time (`S@t`), in the track timescale.
+    pub pts: u64,
+    /// Presentation duration up to the next segment (`S@d`, `#EXTINF`).
+    pub duration: u64,
+    /// Bytes of sample data.
+    pub bytes: u64,
+}
+
+/// A track served as one DASH Representation / HLS rendition.
+#[derive(Debug)]
+pub struct Rendition {
+    /// URL id: `{file stem}_{track id}`.
+    pub id: String,
+    /// The file it comes from.
+    pub source: Arc<SourceFile>,
+    /// Index of the track in `source.index.tracks`.
+    pub track: usize,
+    /// Its segments.
+    pub segments: Vec<Segment>,
+    /// Peak segment bitrate (bits/s).
+    pub peak_bandwidth: u64,
+    /// Average bitrate (bits/s).
+    pub avg_bandwidth: u64,
+}
+
+impl Rendition {
+    /// The track.
+    pub fn track(&self) -> Option<&TrackIndex> {
+        self.source.index.tracks.get(self.track)
+    }
+
+    /// Samples of segment `n` (1-based).
+    pub fn segment(&self, n: usize) -> Option<(&Segment, &[Sample])> {
+        let seg = self.segments.get(n.checked_sub(1)?)?;
+        let samples = self.track()?.samples.get(seg.first..seg.end)?;
+        Some((seg, samples))
+    }
+}
+
+/// Everything served for one asset id.
+#[derive(Debug)]
+pub struct Asset {
+    /// Asset id (URL path).
+    pub id: String,
+    /// Renditions: video first, then audio, then text; file order within a kind.
+    pub renditions: Vec<Rendition>,
+    /// Presentation duration in seconds.
+    pub duration: f64,
+    /// Problems worth a warning (misaligned renditions, skipped tracks).
+    pub warnings: Vec<String>,
+    /// Latest modification time among its files.
+    pub modified: std::time::SystemTime,
+}
+
+impl Asset {
+    /// Rendition by URL id.
+    pub fn rendition(&self, id: &str) -> Option<&Rendition> {
+        self.renditions.iter().find(|r| r.id == id)
+    }
+}
+
+/// Builds the asset `id` from its files. `target` is the segment duration in seconds.
+pub fn plan(id: &str, files: Vec<Arc<SourceFile>>, target: f64) -> Asset {
+    let mut warnings = Vec::new();
+    let mut tracks: Vec<(Arc<SourceFile>, usize)> = Vec::new();
+    for f in &files {
+        for s in &f.index.skipped {
+            warnings.push(format!("{}: {s}", f.name));
+        }
+        for i in 0..f.index.tracks.len() {
+            tracks.push((f.clone(), i));
+        }
+    }
+    tracks.sort_by_key(|(f, i)| f.index.tracks.get(*i).map(|t| t.kind));
+    let modified = files.iter().map(|f| f.modified).max().unwrap_or(std::time::UNIX_EPOCH);
+
+    // Reference cut instants, in seconds, from the first track (video sorts first).
+    let mut cuts: Vec<f64> = Vec::new();
+    if let Some(t) = tracks.first().and_then(|(f, i)| f.index.tracks.get(*i)) {
+        let mut k = 1.0f64;
+        for (idx, s) in t.samples.iter().enumerate() {
+            let at = time::seconds(s.dts, t.timescale);
+            if idx > 0 && is_candidate(t, idx, s) && at + 1e-9 >= k * target {
+                cuts.push(at);
+                while k * target <= at + 1e-9 {
+                    k += 1.0;
+                }
+            }
+        }
+    }
+
+    let mut renditions = Vec::new();
+    let mut reference_video: Option<(String, Vec<f64>)> = None;
+    for (f, i) in tracks {
+        let Some(t) = f.index.tracks.get(i) else { continue };
+        let segments = cut(t, &cuts);
+        let starts: Vec<f64> = segments.iter().map(|s| time::seconds(s.dts, t.timescale)).collect();
+        let id = format!("{}_{}", f.stem, t.id);
+        if t.kind == TrackKind::Video {
+            match &reference_video {
+                None => reference_video = Some((id.clone(), starts)),
+                Some((ref_id, ref_starts)) => {
+                    let aligned = ref_starts.len() == starts.len()
+                        && ref_starts.iter().zip(&starts).all(|(a, b)| (a - b).abs() < 1e-3);
+                    if !aligned {
+                        warnings.push(format!(
+                            "segment boundaries of {id} do not align with {ref_id} ({} vs {} segments): \
+                             players may stall when switching between them",
+                            starts.len(),
+                            ref_starts.len()
+                        ));
+                    }
+                }
+            }
+        }
+        let total_bytes: u64 = segments.iter().map(|s| s.bytes).sum();
+        let total_secs: f64 = segments.iter().map(|s| time::seconds(s.duration, t.timescale)).sum();
+        let peak = segments
+            .iter()
+            .map(|s| bitrate(s.bytes, time::seconds(s.duration, t.timescale)))
+            .max()
+            .unwrap_or(0);
+        renditions.push(Rendition {
+            id,
+            track: i,
+            segments,
+            peak_bandwidth: peak,
+            avg_bandwidth: bitrate(total_bytes, total_secs),
+            source: f.clone(),
+        });
+    }
+    let duration = renditions
+        .iter()
+        .filter_map(|r| {
+            let t = r.track()?;
+            Some(r.segments.iter().map(|s| time::seconds(s.duration, t.timescale)).sum::<f64>())
+        })
+        .fold(0.0, f64::max);
+    Asset { id: id.to_owned(), renditions, duration, warnings, modified }
+}
+
+fn bitrate(bytes: u64, secs: f64) -> u64 {
+    if secs <= 0.0 {
+        return 0;
+    }
+    (bytes as f64 * 8.0 / secs).ceil() as u64
+}
+
+fn is_candidate(t: &TrackIndex, idx: usize, s: &Sample) -> bool {
+    s.sync && (t.fragment_starts.is_empty() || t.fragment_starts.binary_search(&idx).is_ok())
+}
+
+/// Cuts a track at its first candidate at or after each reference instant.
+fn cut(t: &TrackIndex, cuts: &[f64]) -> Vec<Segment> {
+    let mut starts = vec![0usize];
+    let mut owed = false;
+    let mut pending = cuts.iter().peekable();
+    for (idx, s) in t.samples.iter().enumerate().skip(1) {
+        let at = time::seconds(s.dts, t.timescale);
+        // Reference instants passed since the last cut are owed until a candidate comes.
+        while pending.next_if(|&&c| at + 1e-9 >= c).is_some() {
+            owed = true;
+        }
+        if owed && is_candidate(t, idx, s) {
+            starts.push(idx);
+            owed = false;
+        }
+    }
+    let pts_of = |s: &Sample| s.dts.saturating_add_signed(i64::from(s.cts));
+    let mut segs: Vec<Segment> = Vec::with_capacity(starts.len());
+    for (k, &first) in starts.iter().enumerate() {
+        let end = starts.get(k.saturating_add(1)).copied().unwrap_or(t.samples.len());
+        let Some(samples) = t.samples.get(first..end) else { continue };
+        let pts = samples.iter().map(pts_of).min().unwrap_or(0);
+        let dts = samples.first().map_or(0, |s| s.dts);
+        let bytes = samples.iter().map(|s| u64::from(s.size)).sum();
+        segs.push(Segment { first, end, dts, pts, duration: 0, bytes });
+    }
+    // Durations: from one segment's earliest presentation to the next's; the last runs to the
+    // end of the last sample's presentation.
+    let end_pts = t
+        .samples
+        .iter()
+        .map(|s| pts_of(s).saturating_add(u64::from(s.duration)))
+        .max()
+        .unwrap_or(0);
+    let next_pts: Vec<u64> = segs.iter().skip(1).map(|s| s.pts).chain(std::iter::once(end_pts)).collect();
+    for (s, np) in segs.iter_mut().zip(next_pts) {
+        s.duration = np.saturating_sub(s.pts);
+    }
+    segs
+}
