@@ -24,6 +24,7 @@ from http_util import (
     parse_media_playlist,
     raw_http,
     assert_healthy,
+    wait_for,
 )
 
 
@@ -394,11 +395,13 @@ def _not_found(origin, path, allow_400=False):
 def test_unknown_asset_404(origin):
     for p in ["/nope/manifest.mpd", "/nope/master.m3u8", "/nope/x_1/init.mp4", "/nope/x_1/1.m4s",
               "/nope/x_1/media.m3u8", "/multi/sub/manifest.mpd", "/multi/video_360p/manifest.mpd",
-              "/multi", "/multi/", "/multi/index.html", "/multi.mp4/manifest.mpd"]:
+              "/multi/index.html", "/multi.mp4/manifest.mpd"]:
         _not_found(origin, p)
+    for p in ["/multi", "/multi/", "/multi//manifest.mpd"]:  # not resource URLs at all
+        _not_found(origin, p, allow_400=True)
     # "/" may host a demo page; it must not be a directory listing of the assets
     r = raw_http(origin.base_url, "/")
-    assert r.status in (200, 404), r
+    assert r.status in (200, 400, 404), r
     assert b"progressive.mp4" not in r.body and b"video_360p.mp4" not in r.body
 
 
@@ -533,7 +536,8 @@ def test_traversal_cannot_reach_mp4_outside_assets(make_origin, tmp_path):
     copy_sample("progressive.mp4", assets / "inside.mp4")
     copy_sample("progressive.mp4", tmp_path / "secret.mp4")
     o = make_origin(assets)
-    assert get_ok(o.base_url, "/inside/manifest.mpd")
+    # freshly copied files are served once stable_after_ms has passed
+    assert wait_for(lambda: fetch(o.base_url, "/inside/manifest.mpd")[0] == 200, timeout=15)
     abs_ = str(tmp_path).lstrip("/")
     enc = abs_.replace("/", "%2f")
     targets = []
@@ -557,9 +561,10 @@ def test_traversal_cannot_reach_mp4_outside_assets(make_origin, tmp_path):
 def test_nested_asset_ids(make_origin, tmp_path):
     assets = tmp_path / "assets"
     copy_sample("multi", assets / "kids" / "cartoon")
-    copy_sample("progressive.mp4", assets / "kids" / "x.mp4")
+    copy_sample("progressive.mp4", assets / "a" / "b" / "c" / "x.mp4")
     o = make_origin(assets)
-    for asset in ["kids/cartoon", "kids/x"]:
+    for asset in ["kids/cartoon", "a/b/c"]:
+        assert wait_for(lambda: fetch(o.base_url, f"/{asset}/manifest.mpd")[0] == 200, timeout=15), asset
         reps = discover(o.base_url, asset)
         for rep in reps:
             assert rep.init.startswith(f"/{asset}/"), rep.init
@@ -571,5 +576,6 @@ def test_nested_asset_ids(make_origin, tmp_path):
             init, segs, _ = parse_media_playlist(text.decode(), pl)
             assert init and segs
             get_ok(o.base_url, segs[-1])
-    assert raw_http(o.base_url, "/kids/manifest.mpd").status == 404
-    assert raw_http(o.base_url, "/cartoon/manifest.mpd").status == 404
+    for p in ["/kids/manifest.mpd", "/cartoon/manifest.mpd", "/a/b/manifest.mpd", "/b/c/manifest.mpd",
+              "/a/b/c/x/manifest.mpd"]:
+        assert raw_http(o.base_url, p).status == 404, p

@@ -166,6 +166,10 @@ def test_corrupt_file_refused_and_logged(corrupt_env, name):
     for p in [f"/{asset}/manifest.mpd", f"/{asset}/master.m3u8", f"/{asset}/{asset}_1/init.mp4",
               f"/{asset}/{asset}_1/1.m4s", f"/{asset}/{asset}_1/media.m3u8"]:
         status, _, body = fetch(o.base_url, p)
+        if status == 200 and p.endswith(".mpd"):
+            listed = [(r.id, r.kind, r.codecs) for r in parse_mpd(body, p)]
+            pytest.fail(f"{p} -> 200: the malformed file is served (renditions {listed}); the contract "
+                        "wants 404/503 for an asset whose MP4 is malformed")
         assert status in (404, 503), f"{p} -> {status}: {body[:200]!r}"
         assert str(path.parent) not in body.decode(errors="replace"), "error body leaks server paths"
 
