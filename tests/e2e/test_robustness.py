@@ -9,6 +9,7 @@
 import http.client
 import os
 import random
+import socket
 import struct
 import threading
 import time
@@ -316,3 +317,46 @@ def test_truncate_while_serving(make_origin, tmp_path, layout):
         assert fetch(o.base_url, f"/{victim_asset}/manifest.mpd")[0] in (404, 503)
     assert_healthy(o)
     get_ok(o.base_url, "/other/manifest.mpd")
+
+
+# ------------------------------------------------------------------------------ slow and idle clients
+
+
+def test_slow_header_client_is_cut_off(make_origin, tmp_path):
+    """A client that never finishes its request head is dropped after header_read_timeout_secs
+    (408 or a plain close), and does not hold up anyone else meanwhile."""
+    cfg = write_config(tmp_path / "origin.toml",
+                       extra="[http]\nheader_read_timeout_secs = 1\nidle_timeout_secs = 30\n")
+    o = make_origin(sample("multi").parent, config=cfg)
+    host, port = host_port(o.base_url)
+    with socket.create_connection((host, port), timeout=15) as s:
+        s.sendall(b"GET /multi/manifest.mpd HTTP/1.1\r\nHost: x\r\n")  # head never ends
+        get_ok(o.base_url, "/multi/manifest.mpd")
+        t0 = time.monotonic()
+        data = b""
+        try:
+            while chunk := s.recv(4096):
+                data += chunk
+        except ConnectionResetError:
+            pass
+        except socket.timeout:
+            pytest.fail("connection with an unfinished request head still open after 15 s "
+                        "(header_read_timeout_secs = 1)")
+    assert data == b"" or data.startswith(b"HTTP/1.1 408") or data.startswith(b"HTTP/1.1 400"), data[:100]
+    assert time.monotonic() - t0 < 15
+    assert_healthy(o)
+
+
+def test_many_idle_connections_do_not_block(origin):
+    host, port = host_port(origin.base_url)
+    socks = []
+    try:
+        for _ in range(300):
+            socks.append(socket.create_connection((host, port), timeout=5))
+        get_ok(origin.base_url, "/multi/manifest.mpd")
+        reps = discover(origin.base_url, "multi")
+        get_ok(origin.base_url, reps[0].media[0])
+    finally:
+        for s in socks:
+            s.close()
+    assert_healthy(origin)
