@@ -36,6 +36,7 @@ const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const CASE_TIMEOUT_MS = Number(process.env.CASE_TIMEOUT_MS || 30000);
 const VERBOSE = !!process.env.VERBOSE;
 const TARGET_TIME = 4.0;
+const START_TOLERANCE = 0.5; // seconds: playback must start (and stay buffered) from below this
 
 // Asset expectations: what every player must discover from the manifests.
 const ASSET_EXPECT = {
@@ -81,7 +82,8 @@ function startOrigin() {
     const timer = setTimeout(() => {
       if (!done) { done = true; reject(new Error('origin printed no "drm-origin listening on" line within 30 s')); }
     }, 30000);
-    createInterface({ input: child.stderr }).on('line', (l) => serverLog.push(l));
+    // eslint-disable-next-line no-control-regex
+    createInterface({ input: child.stderr }).on('line', (l) => serverLog.push(l.replace(/\x1b\[[0-9;]*m/g, '')));
     createInterface({ input: child.stdout }).on('line', (l) => {
       const m = /^drm-origin listening on (http:\/\/\S+?)\/?$/.exec(l.trim());
       if (m && !done) { done = true; clearTimeout(timer); resolveP({ url: m[1], child }); }
@@ -189,6 +191,17 @@ async function runCase(browser, pageBase, originUrl, c) {
 function checkPass(c, snap) {
   if (!(snap.totalVideoFrames > 0)) return `currentTime=${snap.currentTime.toFixed(3)} but totalVideoFrames=${snap.totalVideoFrames}`;
   if (!(snap.videoWidth > 0 && snap.videoHeight > 0)) return `no video size (videoWidth=${snap.videoWidth} videoHeight=${snap.videoHeight})`;
+  // Everything from the start up to currentTime must have been buffered (and so played): a player
+  // that jumped a hole in the timeline (e.g. a first GOP placed before the period start, dropped by
+  // the append window) still reaches 4 s, but skipped content.
+  const t = snap.currentTime;
+  const range = snap.buffered.find(([a, b]) => a <= t && t <= b + 0.1);
+  if (!range || range[0] > START_TOLERANCE) {
+    return `content before t=${range ? range[0].toFixed(3) : '?'} s was never buffered: buffered=${JSON.stringify(snap.buffered)} ` +
+      `at currentTime=${t.toFixed(3)}, player seeks=${JSON.stringify(snap.seeks.map((x) => +x.toFixed(3)))}`;
+  }
+  const jump = snap.seeks.find((x) => x > START_TOLERANCE);
+  if (jump !== undefined) return `player seeked to t=${jump.toFixed(3)} by itself (jumped a gap in the timeline)`;
   const want = ASSET_EXPECT[c.asset];
   const info = snap.info || {};
   const heights = info.videoHeights || [];
