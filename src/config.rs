@@ -103,20 +103,31 @@ impl Config {
         let raw: Raw = match path {
             None => Raw::default(),
             Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|e| ConfigError { file: file.clone(), errors: vec![format!("cannot read: {e}")] })?;
-                toml::from_str(&text)
-                    .map_err(|e| ConfigError { file: file.clone(), errors: vec![e.to_string().trim().replace('\n', "\n  ")] })?
+                let text = std::fs::read_to_string(p).map_err(|e| ConfigError {
+                    file: file.clone(),
+                    errors: vec![format!("cannot read: {e}")],
+                })?;
+                toml::from_str(&text).map_err(|e| ConfigError {
+                    file: file.clone(),
+                    errors: vec![e.to_string().trim().replace('\n', "\n  ")],
+                })?
             }
         };
         let mut errors = Vec::new();
-        let target = raw.packaging.target_segment_duration_secs.unwrap_or(DEFAULT_TARGET_SEGMENT);
+        let target = raw
+            .packaging
+            .target_segment_duration_secs
+            .unwrap_or(DEFAULT_TARGET_SEGMENT);
         if !(0.5..=60.0).contains(&target) {
-            errors.push(format!("packaging.target_segment_duration_secs: {target} is outside 0.5..=60"));
+            errors.push(format!(
+                "packaging.target_segment_duration_secs: {target} is outside 0.5..=60"
+            ));
         }
         let rescan = raw.assets.rescan_interval_ms.unwrap_or(1000);
         if !(50..=60_000).contains(&rescan) {
-            errors.push(format!("assets.rescan_interval_ms: {rescan} is outside 50..=60000"));
+            errors.push(format!(
+                "assets.rescan_interval_ms: {rescan} is outside 50..=60000"
+            ));
         }
         let stable = raw.assets.stable_after_ms.unwrap_or(1000);
         if stable > 600_000 {
@@ -135,8 +146,14 @@ impl Config {
             errors.push("server.max_connections: must be at least 1".to_owned());
         }
         for (field, v) in [
-            ("http.cache_control_segments", &raw.http.cache_control_segments),
-            ("http.cache_control_manifests", &raw.http.cache_control_manifests),
+            (
+                "http.cache_control_segments",
+                &raw.http.cache_control_segments,
+            ),
+            (
+                "http.cache_control_manifests",
+                &raw.http.cache_control_manifests,
+            ),
         ] {
             if let Some(v) = v {
                 if !v.bytes().all(|b| (0x20..0x7f).contains(&b)) {
@@ -144,16 +161,24 @@ impl Config {
                 }
             }
         }
-        let listen = overrides.listen.or(raw.server.listen).unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+        let listen = overrides
+            .listen
+            .or(raw.server.listen)
+            .unwrap_or_else(|| "127.0.0.1:8080".to_owned());
         if listen.parse::<std::net::SocketAddr>().is_err() {
-            errors.push(format!("server.listen: '{listen}' is not an address like 127.0.0.1:8080"));
+            errors.push(format!(
+                "server.listen: '{listen}' is not an address like 127.0.0.1:8080"
+            ));
         }
         if !errors.is_empty() {
             return Err(ConfigError { file, errors });
         }
         Ok(Config {
             listen,
-            assets_dir: overrides.assets_dir.or(raw.assets.dir).unwrap_or_else(|| PathBuf::from("assets")),
+            assets_dir: overrides
+                .assets_dir
+                .or(raw.assets.dir)
+                .unwrap_or_else(|| PathBuf::from("assets")),
             rescan_interval: Duration::from_millis(rescan),
             stable_after: Duration::from_millis(stable),
             target_segment: target,
@@ -161,7 +186,10 @@ impl Config {
                 .http
                 .cache_control_segments
                 .unwrap_or_else(|| "public, max-age=31536000, immutable".to_owned()),
-            cache_control_manifests: raw.http.cache_control_manifests.unwrap_or_else(|| "public, max-age=2".to_owned()),
+            cache_control_manifests: raw
+                .http
+                .cache_control_manifests
+                .unwrap_or_else(|| "public, max-age=2".to_owned()),
             header_read_timeout: Duration::from_secs(header_timeout),
             idle_timeout: Duration::from_secs(idle),
             max_connections,
@@ -178,7 +206,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("drm-origin-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("bad.toml");
-        std::fs::write(&p, "[packaging]\ntarget_segment_duration_secs = 0.0\n[http]\nidle_timeout_secs = 0\n").unwrap();
+        std::fs::write(
+            &p,
+            "[packaging]\ntarget_segment_duration_secs = 0.0\n[http]\nidle_timeout_secs = 0\n",
+        )
+        .unwrap();
         let e = Config::load(Some(&p), Overrides::default()).unwrap_err();
         assert_eq!(e.errors.len(), 2, "{e}");
         std::fs::write(&p, "[nope]\nx = 1\n").unwrap();

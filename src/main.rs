@@ -44,16 +44,36 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match cli.command {
-        Command::Serve { assets, config, listen } => serve(assets, config, listen),
+        Command::Serve {
+            assets,
+            config,
+            listen,
+        } => serve(assets, config, listen),
     }
 }
 
-fn serve(assets: Option<PathBuf>, config: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<()> {
+fn serve(
+    assets: Option<PathBuf>,
+    config: Option<PathBuf>,
+    listen: Option<String>,
+) -> anyhow::Result<()> {
     let default_config = PathBuf::from("config/drm-origin.toml");
     let config_path = config.or_else(|| default_config.exists().then_some(default_config));
-    let cfg = Config::load(config_path.as_deref(), Overrides { listen, assets_dir: assets })?;
-    anyhow::ensure!(cfg.assets_dir.is_dir(), "asset folder {} does not exist", cfg.assets_dir.display());
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let cfg = Config::load(
+        config_path.as_deref(),
+        Overrides {
+            listen,
+            assets_dir: assets,
+        },
+    )?;
+    anyhow::ensure!(
+        cfg.assets_dir.is_dir(),
+        "asset folder {} does not exist",
+        cfg.assets_dir.display()
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&cfg.listen)
             .await
@@ -62,7 +82,11 @@ fn serve(assets: Option<PathBuf>, config: Option<PathBuf>, listen: Option<String
         let base_url = format!("http://{addr}");
         let store = Arc::new(Store::new(
             cfg.assets_dir.clone(),
-            StoreSettings { target_segment: cfg.target_segment, stable_after: cfg.stable_after, base_url: base_url.clone() },
+            StoreSettings {
+                target_segment: cfg.target_segment,
+                stable_after: cfg.stable_after,
+                base_url: base_url.clone(),
+            },
         ));
         let first = store.clone();
         tokio::task::spawn_blocking(move || first.rescan()).await?;
@@ -102,13 +126,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},

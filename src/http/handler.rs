@@ -52,7 +52,10 @@ struct LogFields {
 }
 
 /// Handles one request; never fails (errors become responses).
-pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Result<Response<Chunks>, std::convert::Infallible> {
+pub async fn handle<B>(
+    app: Arc<App>,
+    req: Request<B>,
+) -> Result<Response<Chunks>, std::convert::Infallible> {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
@@ -69,16 +72,27 @@ pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Result<Response<Chunks
             let mut r = Response::new(Chunks::new(vec![Bytes::from_static(body.as_bytes())]));
             *r.status_mut() = status;
             let h = r.headers_mut();
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             if matches!(e, ServeError::Method) {
-                h.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, OPTIONS"));
+                h.insert(
+                    header::ALLOW,
+                    HeaderValue::from_static("GET, HEAD, OPTIONS"),
+                );
             }
             finish(r, &method)
         }
     };
     let response = with_cors(response);
-    let bytes = response.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).unwrap_or("0").to_owned();
+    let bytes = response
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("0")
+        .to_owned();
     tracing::info!(
         target: "access",
         method = %method,
@@ -93,19 +107,34 @@ pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Result<Response<Chunks
     Ok(response)
 }
 
-fn respond<B>(app: &App, req: &Request<B>, fields: &mut LogFields) -> Result<Response<Chunks>, ServeError> {
+fn respond<B>(
+    app: &App,
+    req: &Request<B>,
+    fields: &mut LogFields,
+) -> Result<Response<Chunks>, ServeError> {
     let method = req.method();
     if method == Method::OPTIONS {
         let mut r = Response::new(Chunks::empty());
         *r.status_mut() = StatusCode::NO_CONTENT;
         let h = r.headers_mut();
-        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, HEAD, OPTIONS"));
-        let asked = req.headers().get(header::ACCESS_CONTROL_REQUEST_HEADERS).cloned();
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, HEAD, OPTIONS"),
+        );
+        let asked = req
+            .headers()
+            .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+            .cloned();
         h.insert(
             header::ACCESS_CONTROL_ALLOW_HEADERS,
-            asked.unwrap_or(HeaderValue::from_static("Range, If-None-Match, If-Modified-Since, Authorization")),
+            asked.unwrap_or(HeaderValue::from_static(
+                "Range, If-None-Match, If-Modified-Since, Authorization",
+            )),
         );
-        h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("86400"),
+        );
         return Ok(r);
     }
     if method != Method::GET && method != Method::HEAD {
@@ -114,7 +143,8 @@ fn respond<B>(app: &App, req: &Request<B>, fields: &mut LogFields) -> Result<Res
     let route = routes::parse(req.uri().path())?;
     if route == Route::Health {
         let mut r = Response::new(Chunks::new(vec![Bytes::from_static(b"ok\n")]));
-        r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        r.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         return Ok(finish(r, method));
     }
     let resource = resource(app, &route, fields)?;
@@ -151,16 +181,30 @@ fn resource(app: &App, route: &Route, fields: &mut LogFields) -> Result<Resource
         Route::Master { asset: id } => {
             fields.asset = id.clone();
             let a = asset(app, id)?;
-            Ok(manifest(hls::master(&a), "application/vnd.apple.mpegurl", a.modified))
+            Ok(manifest(
+                hls::master(&a),
+                "application/vnd.apple.mpegurl",
+                a.modified,
+            ))
         }
-        Route::MediaPlaylist { asset: id, rendition: rid } => {
+        Route::MediaPlaylist {
+            asset: id,
+            rendition: rid,
+        } => {
             fields.asset = id.clone();
             fields.rendition = rid.clone();
             let a = asset(app, id)?;
             let r = rendition(&a, rid)?;
-            Ok(manifest(hls::media(r), "application/vnd.apple.mpegurl", r.source.modified))
+            Ok(manifest(
+                hls::media(r),
+                "application/vnd.apple.mpegurl",
+                r.source.modified,
+            ))
         }
-        Route::Init { asset: id, rendition: rid } => {
+        Route::Init {
+            asset: id,
+            rendition: rid,
+        } => {
             fields.asset = id.clone();
             fields.rendition = rid.clone();
             fields.segment = "init".into();
@@ -168,9 +212,19 @@ fn resource(app: &App, route: &Route, fields: &mut LogFields) -> Result<Resource
             let r = rendition(&a, rid)?;
             let track = r.track().ok_or(ServeError::UnknownRendition)?;
             let init = fmp4::init_segment(&r.source.index.mvhd, track);
-            Ok(segment_resource(app, r, track.kind, 0, vec![Bytes::from(init)]))
+            Ok(segment_resource(
+                app,
+                r,
+                track.kind,
+                0,
+                vec![Bytes::from(init)],
+            ))
         }
-        Route::Segment { asset: id, rendition: rid, number } => {
+        Route::Segment {
+            asset: id,
+            rendition: rid,
+            number,
+        } => {
             fields.asset = id.clone();
             fields.rendition = rid.clone();
             fields.segment = number.to_string();
@@ -214,10 +268,16 @@ fn send<B>(req: &Request<B>, res: Resource) -> Response<Chunks> {
     let len = res.body.len();
     let etag = HeaderValue::from_str(&res.etag).unwrap_or(HeaderValue::from_static("\"0\""));
     let last_modified = HeaderValue::from_str(&httpdate::fmt_http_date(res.modified)).ok();
-    let cache_control = HeaderValue::from_str(&res.cache_control).unwrap_or(HeaderValue::from_static("no-cache"));
-    let if_none_match = req.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok());
+    let cache_control =
+        HeaderValue::from_str(&res.cache_control).unwrap_or(HeaderValue::from_static("no-cache"));
+    let if_none_match = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok());
     let not_modified = if_none_match.is_some_and(|v| {
-        v.split(',').map(str::trim).any(|t| t == "*" || t == res.etag || t.strip_prefix("W/") == Some(&res.etag))
+        v.split(',')
+            .map(str::trim)
+            .any(|t| t == "*" || t == res.etag || t.strip_prefix("W/") == Some(&res.etag))
     });
     let base = |status: StatusCode, body: Chunks| {
         let mut r = Response::new(body);
@@ -232,20 +292,33 @@ fn send<B>(req: &Request<B>, res: Resource) -> Response<Chunks> {
         r
     };
     if not_modified {
-        return finish(base(StatusCode::NOT_MODIFIED, Chunks::empty()), req.method());
+        return finish(
+            base(StatusCode::NOT_MODIFIED, Chunks::empty()),
+            req.method(),
+        );
     }
-    let range_header = req.headers().get(header::RANGE).and_then(|v| v.to_str().ok());
+    let range_header = req
+        .headers()
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok());
     // If-Range with a validator that no longer matches: send everything.
     let if_range_ok = req
         .headers()
         .get(header::IF_RANGE)
         .and_then(|v| v.to_str().ok())
         .is_none_or(|v| v == res.etag);
-    let outcome = if if_range_ok { range::resolve(range_header, len) } else { RangeOutcome::Full };
+    let outcome = if if_range_ok {
+        range::resolve(range_header, len)
+    } else {
+        RangeOutcome::Full
+    };
     let mut r = match outcome {
         RangeOutcome::Full => base(StatusCode::OK, res.body),
         RangeOutcome::Partial { start, end } => {
-            let mut r = base(StatusCode::PARTIAL_CONTENT, res.body.slice(start, end.saturating_add(1)));
+            let mut r = base(
+                StatusCode::PARTIAL_CONTENT,
+                res.body.slice(start, end.saturating_add(1)),
+            );
             if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{len}")) {
                 r.headers_mut().insert(header::CONTENT_RANGE, v);
             }
@@ -259,7 +332,10 @@ fn send<B>(req: &Request<B>, res: Resource) -> Response<Chunks> {
             r
         }
     };
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(res.content_type));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(res.content_type),
+    );
     finish(r, req.method())
 }
 
@@ -267,7 +343,8 @@ fn send<B>(req: &Request<B>, res: Resource) -> Response<Chunks> {
 fn finish(mut r: Response<Chunks>, method: &Method) -> Response<Chunks> {
     let len = r.body().len();
     if r.status() != StatusCode::NOT_MODIFIED && r.status() != StatusCode::NO_CONTENT {
-        r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        r.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     }
     if method == Method::HEAD {
         *r.body_mut() = Chunks::empty();
@@ -277,10 +354,15 @@ fn finish(mut r: Response<Chunks>, method: &Method) -> Response<Chunks> {
 
 fn with_cors(mut r: Response<Chunks>) -> Response<Chunks> {
     let h = r.headers_mut();
-    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
     h.insert(
         header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static("Content-Length, Content-Range, ETag, Last-Modified, Accept-Ranges"),
+        HeaderValue::from_static(
+            "Content-Length, Content-Range, ETag, Last-Modified, Accept-Ranges",
+        ),
     );
     h.insert("timing-allow-origin", HeaderValue::from_static("*"));
     r

@@ -19,12 +19,18 @@ pub enum RangeOutcome {
 
 /// Resolves a Range header value.
 pub fn resolve(header: Option<&str>, len: u64) -> RangeOutcome {
-    let Some(value) = header else { return RangeOutcome::Full };
-    let Some(spec) = value.trim().strip_prefix("bytes=") else { return RangeOutcome::Full };
+    let Some(value) = header else {
+        return RangeOutcome::Full;
+    };
+    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+        return RangeOutcome::Full;
+    };
     if spec.contains(',') {
         return RangeOutcome::Full;
     }
-    let Some((a, b)) = spec.trim().split_once('-') else { return RangeOutcome::Full };
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return RangeOutcome::Full;
+    };
     let (a, b) = (a.trim(), b.trim());
     let num = |s: &str| -> Option<u64> {
         if s.is_empty() || s.len() > 19 || !s.bytes().all(|c| c.is_ascii_digit()) {
@@ -36,14 +42,21 @@ pub fn resolve(header: Option<&str>, len: u64) -> RangeOutcome {
         (true, true) => RangeOutcome::Full,
         (true, false) => {
             // Suffix: the last n bytes.
-            let Some(n) = num(b) else { return RangeOutcome::Full };
+            let Some(n) = num(b) else {
+                return RangeOutcome::Full;
+            };
             if n == 0 || len == 0 {
                 return RangeOutcome::Unsatisfiable;
             }
-            RangeOutcome::Partial { start: len.saturating_sub(n), end: len.saturating_sub(1) }
+            RangeOutcome::Partial {
+                start: len.saturating_sub(n),
+                end: len.saturating_sub(1),
+            }
         }
         (false, _) => {
-            let Some(start) = num(a) else { return RangeOutcome::Full };
+            let Some(start) = num(a) else {
+                return RangeOutcome::Full;
+            };
             let end = if b.is_empty() {
                 len.saturating_sub(1)
             } else {
@@ -72,7 +85,10 @@ mod tests {
         assert_eq!(resolve(Some("bytes=5-"), 10), Partial { start: 5, end: 9 });
         assert_eq!(resolve(Some("bytes=-3"), 10), Partial { start: 7, end: 9 });
         assert_eq!(resolve(Some("bytes=-30"), 10), Partial { start: 0, end: 9 });
-        assert_eq!(resolve(Some("bytes=2-100"), 10), Partial { start: 2, end: 9 });
+        assert_eq!(
+            resolve(Some("bytes=2-100"), 10),
+            Partial { start: 2, end: 9 }
+        );
         assert_eq!(resolve(Some("bytes=10-"), 10), Unsatisfiable);
         assert_eq!(resolve(Some("bytes=-0"), 10), Unsatisfiable);
         assert_eq!(resolve(Some("bytes=0-1,4-5"), 10), Full);

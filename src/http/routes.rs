@@ -63,7 +63,9 @@ pub fn parse(path: &str) -> Result<Route, RouteError> {
     if path.len() > MAX_PATH {
         return Err(RouteError::BadPath("path too long"));
     }
-    let rest = path.strip_prefix('/').ok_or(RouteError::BadPath("path must start with '/'"))?;
+    let rest = path
+        .strip_prefix('/')
+        .ok_or(RouteError::BadPath("path must start with '/'"))?;
     if rest == "healthz" {
         return Ok(Route::Health);
     }
@@ -76,7 +78,10 @@ pub fn parse(path: &str) -> Result<Route, RouteError> {
         if seg == "." || seg == ".." {
             return Err(RouteError::BadPath("dot segment"));
         }
-        if !seg.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
+        if !seg
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        {
             return Err(RouteError::BadPath("characters outside [A-Za-z0-9._-]"));
         }
         segments.push(seg);
@@ -100,13 +105,23 @@ pub fn parse(path: &str) -> Result<Route, RouteError> {
         naming::MEDIA_PLAYLIST => Ok(Route::MediaPlaylist { asset, rendition }),
         naming::INIT => Ok(Route::Init { asset, rendition }),
         f => {
-            let digits = f.strip_suffix(naming::SEGMENT_EXT).ok_or(RouteError::NotFound)?;
+            let digits = f
+                .strip_suffix(naming::SEGMENT_EXT)
+                .ok_or(RouteError::NotFound)?;
             // Canonical numbers only ("01.m4s" would be a second URL for one segment).
-            if digits.is_empty() || digits.len() > 9 || digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            if digits.is_empty()
+                || digits.len() > 9
+                || digits.starts_with('0')
+                || !digits.bytes().all(|b| b.is_ascii_digit())
+            {
                 return Err(RouteError::NotFound);
             }
             let number = digits.parse().map_err(|_| RouteError::NotFound)?;
-            Ok(Route::Segment { asset, rendition, number })
+            Ok(Route::Segment {
+                asset,
+                rendition,
+                number,
+            })
         }
     }
 }
@@ -119,9 +134,13 @@ fn decode(seg: &str) -> Result<String, RouteError> {
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
         if b == b'%' {
-            let hex = bytes.get(i.saturating_add(1)..i.saturating_add(3)).ok_or(RouteError::BadPath("bad percent-encoding"))?;
-            let hex = std::str::from_utf8(hex).map_err(|_| RouteError::BadPath("bad percent-encoding"))?;
-            let v = u8::from_str_radix(hex, 16).map_err(|_| RouteError::BadPath("bad percent-encoding"))?;
+            let hex = bytes
+                .get(i.saturating_add(1)..i.saturating_add(3))
+                .ok_or(RouteError::BadPath("bad percent-encoding"))?;
+            let hex = std::str::from_utf8(hex)
+                .map_err(|_| RouteError::BadPath("bad percent-encoding"))?;
+            let v = u8::from_str_radix(hex, 16)
+                .map_err(|_| RouteError::BadPath("bad percent-encoding"))?;
             if v == b'/' || v == b'\\' || v == 0 {
                 return Err(RouteError::BadPath("encoded separator or NUL"));
             }
@@ -144,14 +163,38 @@ mod tests {
 
     #[test]
     fn routes() {
-        assert_eq!(parse("/a/manifest.mpd"), Ok(Route::Mpd { asset: "a".into() }));
-        assert_eq!(parse("/kids/cartoon/master.m3u8"), Ok(Route::Master { asset: "kids/cartoon".into() }));
+        assert_eq!(
+            parse("/a/manifest.mpd"),
+            Ok(Route::Mpd { asset: "a".into() })
+        );
+        assert_eq!(
+            parse("/kids/cartoon/master.m3u8"),
+            Ok(Route::Master {
+                asset: "kids/cartoon".into()
+            })
+        );
         assert_eq!(
             parse("/kids/cartoon/v_1/12.m4s"),
-            Ok(Route::Segment { asset: "kids/cartoon".into(), rendition: "v_1".into(), number: 12 })
+            Ok(Route::Segment {
+                asset: "kids/cartoon".into(),
+                rendition: "v_1".into(),
+                number: 12
+            })
         );
-        assert_eq!(parse("/a/v_1/init.mp4"), Ok(Route::Init { asset: "a".into(), rendition: "v_1".into() }));
-        assert_eq!(parse("/a/v_1/media.m3u8"), Ok(Route::MediaPlaylist { asset: "a".into(), rendition: "v_1".into() }));
+        assert_eq!(
+            parse("/a/v_1/init.mp4"),
+            Ok(Route::Init {
+                asset: "a".into(),
+                rendition: "v_1".into()
+            })
+        );
+        assert_eq!(
+            parse("/a/v_1/media.m3u8"),
+            Ok(Route::MediaPlaylist {
+                asset: "a".into(),
+                rendition: "v_1".into()
+            })
+        );
     }
 
     #[test]
@@ -173,7 +216,15 @@ mod tests {
 
     #[test]
     fn odd_segment_names_are_not_found() {
-        for p in ["/a/v/0.m4s", "/a/v/01.m4s", "/a/v/x.m4s", "/a/v/.m4s", "/a/v/99999999999.m4s", "/manifest.mpd", "/a/init.mp4"] {
+        for p in [
+            "/a/v/0.m4s",
+            "/a/v/01.m4s",
+            "/a/v/x.m4s",
+            "/a/v/.m4s",
+            "/a/v/99999999999.m4s",
+            "/manifest.mpd",
+            "/a/init.mp4",
+        ] {
             assert_eq!(parse(p), Err(RouteError::NotFound), "{p}");
         }
     }

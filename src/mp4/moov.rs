@@ -120,9 +120,16 @@ pub fn parse_moov(moov: &[u8], file_len: u64) -> Result<Movie<'_>> {
         }
     }
     if tracks.is_empty() {
-        return Err(skipped.pop().map_or(Error::Missing(TRAK), Error::Unsupported));
+        return Err(skipped
+            .pop()
+            .map_or(Error::Missing(TRAK), Error::Unsupported));
     }
-    Ok(Movie { mvhd, tracks, fragmented, skipped })
+    Ok(Movie {
+        mvhd,
+        tracks,
+        fragmented,
+        skipped,
+    })
 }
 
 fn parse_trak(trak: &[u8], file_len: u64, fragmented: bool) -> Result<Track<'_>> {
@@ -168,7 +175,11 @@ fn parse_trak(trak: &[u8], file_len: u64, fragmented: bool) -> Result<Track<'_>>
     let stbl = reader::require(minf.body, MINF, STBL)?;
     let stsd_box = reader::require(stbl.body, STBL, STSD)?;
     let entry = parse_stsd(stsd_box.body)?;
-    let samples = if fragmented { Vec::new() } else { super::stbl::samples(stbl.body, file_len)? };
+    let samples = if fragmented {
+        Vec::new()
+    } else {
+        super::stbl::samples(stbl.body, file_len)?
+    };
     Ok(Track {
         id,
         handler,
@@ -191,7 +202,9 @@ fn parse_trak(trak: &[u8], file_len: u64, fragmented: bool) -> Result<Track<'_>>
 
 /// Media time of the first edit that is not an empty edit (§8.6.6).
 fn first_media_time(edts: &[u8]) -> Result<i64> {
-    let Some(elst) = reader::find(edts, EDTS, ELST)? else { return Ok(0) };
+    let Some(elst) = reader::find(edts, EDTS, ELST)? else {
+        return Ok(0);
+    };
     let mut r = Reader::new(elst.body, ELST);
     let (version, _) = r.full_header()?;
     let count = r.u32()?;
@@ -215,7 +228,10 @@ fn decode_language(packed: u16) -> String {
     if letters.iter().any(|&l| l == 0 || l > 26) {
         return "und".to_owned();
     }
-    letters.iter().map(|&l| char::from(b'a'.saturating_add(l as u8).saturating_sub(1))).collect()
+    letters
+        .iter()
+        .map(|&l| char::from(b'a'.saturating_add(l as u8).saturating_sub(1)))
+        .collect()
 }
 
 #[cfg(test)]

@@ -11,9 +11,16 @@ pub fn mpd(asset: &Asset) -> String {
     let mut sets: Vec<(TrackKind, String, String, Vec<&Rendition>)> = Vec::new();
     for r in &asset.renditions {
         let Some(t) = r.track() else { continue };
-        let lang = if t.kind == TrackKind::Video { String::new() } else { t.language.clone() };
+        let lang = if t.kind == TrackKind::Video {
+            String::new()
+        } else {
+            t.language.clone()
+        };
         let family: String = t.entry.codec.chars().take(4).collect();
-        match sets.iter_mut().find(|(k, l, f, _)| *k == t.kind && *l == lang && *f == family) {
+        match sets
+            .iter_mut()
+            .find(|(k, l, f, _)| *k == t.kind && *l == lang && *f == family)
+        {
             Some(set) => set.3.push(r),
             None => sets.push((t.kind, lang, family, vec![r])),
         }
@@ -23,7 +30,10 @@ pub fn mpd(asset: &Asset) -> String {
         .iter()
         .filter_map(|r| {
             let t = r.track()?;
-            r.segments.iter().map(|s| time::seconds(s.duration, t.timescale)).reduce(f64::max)
+            r.segments
+                .iter()
+                .map(|s| time::seconds(s.presented, t.timescale))
+                .reduce(f64::max)
         })
         .fold(0.0, f64::max);
     let mut x = String::with_capacity(4096);
@@ -52,15 +62,28 @@ pub fn mpd(asset: &Asset) -> String {
             let _ = write!(x, " lang=\"{}\"", escape(&tag));
         }
         if *kind == TrackKind::Video {
-            let w = reps.iter().filter_map(|r| r.track()).map(|t| t.entry.width).max().unwrap_or(0);
-            let h = reps.iter().filter_map(|r| r.track()).map(|t| t.entry.height).max().unwrap_or(0);
+            let w = reps
+                .iter()
+                .filter_map(|r| r.track())
+                .map(|t| t.entry.width)
+                .max()
+                .unwrap_or(0);
+            let h = reps
+                .iter()
+                .filter_map(|r| r.track())
+                .map(|t| t.entry.height)
+                .max()
+                .unwrap_or(0);
             let _ = write!(x, " maxWidth=\"{w}\" maxHeight=\"{h}\"");
         }
         x.push_str(">\n");
         if *kind == TrackKind::Audio {
             let role = if first_audio { "main" } else { "alternate" };
             first_audio = false;
-            let _ = writeln!(x, "      <Role schemeIdUri=\"urn:mpeg:dash:role:2011\" value=\"{role}\"/>");
+            let _ = writeln!(
+                x,
+                "      <Role schemeIdUri=\"urn:mpeg:dash:role:2011\" value=\"{role}\"/>"
+            );
         }
         for r in reps {
             representation(&mut x, r);
@@ -82,7 +105,11 @@ fn representation(x: &mut String, r: &Rendition) {
     );
     match t.kind {
         TrackKind::Video => {
-            let _ = write!(x, " width=\"{}\" height=\"{}\" sar=\"1:1\"", t.entry.width, t.entry.height);
+            let _ = write!(
+                x,
+                " width=\"{}\" height=\"{}\" sar=\"1:1\"",
+                t.entry.width, t.entry.height
+            );
             if let Some((n, d)) = frame_rate(t) {
                 if d == 1 {
                     let _ = write!(x, " frameRate=\"{n}\"");
@@ -102,13 +129,12 @@ fn representation(x: &mut String, r: &Rendition) {
         }
         TrackKind::Text => x.push_str(">\n"),
     }
-    let _ = write!(x, "        <SegmentTemplate timescale=\"{}\"", t.timescale);
-    if t.edit_media_time > 0 {
-        let _ = write!(x, " presentationTimeOffset=\"{}\"", t.edit_media_time);
-    }
+    // No presentationTimeOffset: the timeline is already on the presentation axis (after the
+    // init segment's edit list, which players apply), see `plan::Segment::start`.
     let _ = writeln!(
         x,
-        " initialization=\"$RepresentationID$/{}\" media=\"$RepresentationID$/$Number${}\" startNumber=\"{}\">",
+        "        <SegmentTemplate timescale=\"{}\" initialization=\"$RepresentationID$/{}\" media=\"$RepresentationID$/$Number${}\" startNumber=\"{}\">",
+        t.timescale,
         naming::INIT,
         naming::SEGMENT_EXT,
         naming::START_NUMBER
@@ -119,27 +145,29 @@ fn representation(x: &mut String, r: &Rendition) {
     let mut i = 0;
     while let Some(seg) = r.segments.get(i) {
         let mut repeat = 0usize;
+        let mut end = seg.start.saturating_add(seg.presented);
         while let Some(next) = r.segments.get(i.saturating_add(repeat).saturating_add(1)) {
-            let prev_end = r.segments.get(i.saturating_add(repeat)).map(|p| p.pts.saturating_add(p.duration));
-            if next.duration != seg.duration || prev_end != Some(next.pts) {
+            if next.presented != seg.presented || next.start != end {
                 break;
             }
+            end = end.saturating_add(next.presented);
             repeat = repeat.saturating_add(1);
         }
         x.push_str("            <S");
-        if expected_t != Some(seg.pts) {
-            let _ = write!(x, " t=\"{}\"", seg.pts);
+        if expected_t != Some(seg.start) {
+            let _ = write!(x, " t=\"{}\"", seg.start);
         }
-        let _ = write!(x, " d=\"{}\"", seg.duration);
+        let _ = write!(x, " d=\"{}\"", seg.presented);
         if repeat > 0 {
             let _ = write!(x, " r=\"{repeat}\"");
         }
         x.push_str("/>\n");
-        let count = repeat.saturating_add(1);
-        expected_t = Some(seg.pts.saturating_add(seg.duration.saturating_mul(count as u64)));
-        i = i.saturating_add(count);
+        expected_t = Some(end);
+        i = i.saturating_add(repeat).saturating_add(1);
     }
-    x.push_str("          </SegmentTimeline>\n        </SegmentTemplate>\n      </Representation>\n");
+    x.push_str(
+        "          </SegmentTimeline>\n        </SegmentTemplate>\n      </Representation>\n",
+    );
 }
 
 /// `PT12.345S`

@@ -117,7 +117,9 @@ pub fn media_segment(
     write_box(&mut head, MOOF, |o| {
         write_full_box(o, MFHD, 0, 0, |o| o.put_u32(sequence));
         write_box(o, TRAF, |o| {
-            write_full_box(o, TFHD, 0, TFHD_DEFAULT_BASE_IS_MOOF, |o| o.put_u32(track.id));
+            write_full_box(o, TFHD, 0, TFHD_DEFAULT_BASE_IS_MOOF, |o| {
+                o.put_u32(track.id)
+            });
             write_full_box(o, TFDT, 1, 0, |o| o.put_u64(base_decode_time));
             write_full_box(o, TRUN, u8::from(negative_cts), TRUN_FLAGS, |o| {
                 o.put_u32(u32::try_from(samples.len()).unwrap_or(u32::MAX));
@@ -134,11 +136,13 @@ pub fn media_segment(
     });
     let moof_len = head.len().saturating_sub(moof_start);
     // data_offset is relative to the moof start: past the moof and the 8-byte mdat header.
-    let data_offset = i32::try_from(moof_len.saturating_add(8)).map_err(|_| SegmentError::TooLarge)?;
+    let data_offset =
+        i32::try_from(moof_len.saturating_add(8)).map_err(|_| SegmentError::TooLarge)?;
     if let Some(slot) = head.get_mut(data_offset_at..data_offset_at.saturating_add(4)) {
         slot.copy_from_slice(&data_offset.to_be_bytes());
     }
-    let mdat_size = u32::try_from(data_len.saturating_add(8)).map_err(|_| SegmentError::TooLarge)?;
+    let mdat_size =
+        u32::try_from(data_len.saturating_add(8)).map_err(|_| SegmentError::TooLarge)?;
     head.put_u32(mdat_size);
     head.extend_from_slice(&MDAT.0);
 
@@ -147,12 +151,17 @@ pub fn media_segment(
     let flush = |run: (u64, u64), chunks: &mut Vec<Bytes>| {
         file.slice(run.0, run.1)
             .map(|b| chunks.push(b))
-            .ok_or(SegmentError::SampleOutOfFile { offset: run.0, size: run.1 })
+            .ok_or(SegmentError::SampleOutOfFile {
+                offset: run.0,
+                size: run.1,
+            })
     };
     for s in samples {
         let size = u64::from(s.size);
         run = match run {
-            Some((start, len)) if start.saturating_add(len) == s.offset => Some((start, len.saturating_add(size))),
+            Some((start, len)) if start.saturating_add(len) == s.offset => {
+                Some((start, len.saturating_add(size)))
+            }
             Some(r) => {
                 flush(r, &mut chunks)?;
                 Some((s.offset, size))

@@ -29,7 +29,12 @@ pub fn master(asset: &Asset) -> String {
                 Some(tag) => format!("{} ({})", language_name(tag), a.id),
                 None => a.id.clone(),
             };
-            let _ = write!(x, "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"{}\",NAME=\"{}\"", quoted(gid), quoted(&name));
+            let _ = write!(
+                x,
+                "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"{}\",NAME=\"{}\"",
+                quoted(gid),
+                quoted(&name)
+            );
             if let Some(tag) = &tag {
                 let _ = write!(x, ",LANGUAGE=\"{}\"", quoted(tag));
             }
@@ -59,16 +64,26 @@ pub fn master(asset: &Asset) -> String {
         }
         return x;
     }
-    let audio_choices: Vec<Option<&(String, Vec<&Rendition>)>> =
-        if groups.is_empty() { vec![None] } else { groups.iter().map(Some).collect() };
+    let audio_choices: Vec<Option<&(String, Vec<&Rendition>)>> = if groups.is_empty() {
+        vec![None]
+    } else {
+        groups.iter().map(Some).collect()
+    };
     for group in audio_choices {
         for v in &videos {
             let Some(t) = v.track() else { continue };
-            let (mut peak, mut avg, mut codecs) = (v.peak_bandwidth, v.avg_bandwidth, t.entry.codec.clone());
+            let (mut peak, mut avg, mut codecs) =
+                (v.peak_bandwidth, v.avg_bandwidth, t.entry.codec.clone());
             if let Some((_, members)) = group {
-                peak = peak.saturating_add(members.iter().map(|a| a.peak_bandwidth).max().unwrap_or(0));
-                avg = avg.saturating_add(members.iter().map(|a| a.avg_bandwidth).max().unwrap_or(0));
-                if let Some(codec) = members.first().and_then(|a| a.track()).map(|t| t.entry.codec.clone()) {
+                peak = peak
+                    .saturating_add(members.iter().map(|a| a.peak_bandwidth).max().unwrap_or(0));
+                avg =
+                    avg.saturating_add(members.iter().map(|a| a.avg_bandwidth).max().unwrap_or(0));
+                if let Some(codec) = members
+                    .first()
+                    .and_then(|a| a.track())
+                    .map(|t| t.entry.codec.clone())
+                {
                     codecs = format!("{codecs},{codec}");
                 }
             }
@@ -95,10 +110,21 @@ pub fn master(asset: &Asset) -> String {
 
 /// The media playlist of one rendition.
 pub fn media(r: &Rendition) -> String {
-    let Some(t) = r.track() else { return String::from("#EXTM3U\n#EXT-X-ENDLIST\n") };
-    let secs: Vec<f64> = r.segments.iter().map(|s| time::seconds(s.duration, t.timescale)).collect();
+    let Some(t) = r.track() else {
+        return String::from("#EXTM3U\n#EXT-X-ENDLIST\n");
+    };
+    let secs: Vec<f64> = r
+        .segments
+        .iter()
+        .map(|s| time::seconds(s.presented, t.timescale))
+        .collect();
     // EXT-X-TARGETDURATION must be ≥ every EXTINF rounded to the nearest integer.
-    let target = secs.iter().map(|s| s.round() as u64).max().unwrap_or(1).max(1);
+    let target = secs
+        .iter()
+        .map(|s| s.round() as u64)
+        .max()
+        .unwrap_or(1)
+        .max(1);
     let mut x = format!(
         "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:{}\n\
          #EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-INDEPENDENT-SEGMENTS\n#EXT-X-MAP:URI=\"{}\"\n",
@@ -106,19 +132,29 @@ pub fn media(r: &Rendition) -> String {
         naming::INIT
     );
     for (i, s) in secs.iter().enumerate() {
-        let _ = writeln!(x, "#EXTINF:{s:.6},\n{}", naming::segment(i.saturating_add(naming::START_NUMBER)));
+        let _ = writeln!(
+            x,
+            "#EXTINF:{s:.6},\n{}",
+            naming::segment(i.saturating_add(naming::START_NUMBER))
+        );
     }
     x.push_str("#EXT-X-ENDLIST\n");
     x
 }
 
 fn by_kind(asset: &Asset, kind: TrackKind) -> Vec<&Rendition> {
-    asset.renditions.iter().filter(|r| r.track().map(|t| t.kind) == Some(kind)).collect()
+    asset
+        .renditions
+        .iter()
+        .filter(|r| r.track().map(|t| t.kind) == Some(kind))
+        .collect()
 }
 
 /// Quoted-string values may not hold `"` or line breaks (RFC 8216 §4.2).
 fn quoted(s: &str) -> String {
-    s.chars().filter(|c| *c != '"' && *c != '\n' && *c != '\r').collect()
+    s.chars()
+        .filter(|c| *c != '"' && *c != '\n' && *c != '\r')
+        .collect()
 }
 
 fn language_name(tag: &str) -> &str {

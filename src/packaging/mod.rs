@@ -2,6 +2,16 @@
 //! init/media segments, [`dash`] and [`hls`] describe them. Both manifests point at the same
 //! segment URLs ([`naming`]), so a CDN caches one copy for both protocols.
 
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
+
 pub mod dash;
 pub mod fmp4;
 pub mod hls;
@@ -19,7 +29,10 @@ pub fn frame_rate(track: &TrackIndex) -> Option<(u64, u64)> {
     for s in track.samples.iter().take(1000) {
         *counts.entry(s.duration).or_default() += 1;
     }
-    let (&d, _) = counts.iter().filter(|(&d, _)| d > 0).max_by_key(|(&d, &n)| (n, d))?;
+    let (&d, _) = counts
+        .iter()
+        .filter(|(&d, _)| d > 0)
+        .max_by_key(|(&d, &n)| (n, d))?;
     let (mut a, mut b) = (u64::from(track.timescale), u64::from(d));
     let g = gcd(a, b);
     if g > 1 {
@@ -39,16 +52,46 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
 /// RFC 5646 tag for an ISO 639-2/T code (`eng` → `en`); `None` for `und`.
 pub fn language_tag(iso639_2: &str) -> Option<String> {
     const TWO: &[(&str, &str)] = &[
-        ("eng", "en"), ("fra", "fr"), ("fre", "fr"), ("deu", "de"), ("ger", "de"), ("spa", "es"),
-        ("ita", "it"), ("por", "pt"), ("nld", "nl"), ("dut", "nl"), ("jpn", "ja"), ("zho", "zh"),
-        ("chi", "zh"), ("kor", "ko"), ("rus", "ru"), ("ara", "ar"), ("swe", "sv"), ("nor", "no"),
-        ("dan", "da"), ("fin", "fi"), ("pol", "pl"), ("tur", "tr"), ("hin", "hi"), ("ell", "el"),
-        ("gre", "el"), ("heb", "he"), ("ces", "cs"), ("cze", "cs"), ("hun", "hu"), ("ron", "ro"),
+        ("eng", "en"),
+        ("fra", "fr"),
+        ("fre", "fr"),
+        ("deu", "de"),
+        ("ger", "de"),
+        ("spa", "es"),
+        ("ita", "it"),
+        ("por", "pt"),
+        ("nld", "nl"),
+        ("dut", "nl"),
+        ("jpn", "ja"),
+        ("zho", "zh"),
+        ("chi", "zh"),
+        ("kor", "ko"),
+        ("rus", "ru"),
+        ("ara", "ar"),
+        ("swe", "sv"),
+        ("nor", "no"),
+        ("dan", "da"),
+        ("fin", "fi"),
+        ("pol", "pl"),
+        ("tur", "tr"),
+        ("hin", "hi"),
+        ("ell", "el"),
+        ("gre", "el"),
+        ("heb", "he"),
+        ("ces", "cs"),
+        ("cze", "cs"),
+        ("hun", "hu"),
+        ("ron", "ro"),
     ];
     if iso639_2 == "und" || iso639_2.is_empty() {
         return None;
     }
-    Some(TWO.iter().find(|(k, _)| *k == iso639_2).map_or(iso639_2, |(_, v)| v).to_owned())
+    Some(
+        TWO.iter()
+            .find(|(k, _)| *k == iso639_2)
+            .map_or(iso639_2, |(_, v)| v)
+            .to_owned(),
+    )
 }
 
 /// Content type of a track for DASH `contentType` and HTTP `Content-Type`.

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The whole test suite: lint, unit tests, then the real server judged by independent tools
+# (ffmpeg/ffprobe, mpegdash/m3u8 parsers, headless Chromium with shaka-player, dash.js, hls.js).
+# Needs the tools installed by scripts/setup.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+step() { printf '\n=== %s\n' "$*"; }
+
+step "format and lints"
+cargo fmt --all -- --check
+cargo clippy --release --all-targets -- -D warnings
+
+step "unit tests"
+cargo test --release
+
+step "release build"
+cargo build --release
+
+step "end-to-end tests (real server on loopback)"
+python3 -m pytest -q tests/e2e
+
+step "browser playback (headless Chromium)"
+node tests/browser/run.mjs
