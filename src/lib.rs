@@ -3,11 +3,14 @@
 //!
 //! A request travels through the modules in this order:
 //! **request** ([`http`]) → **asset** ([`storage`]) → **boxes** ([`mp4`]) → **index** ([`index`])
-//! → **segment or manifest** ([`packaging`]) → **response** ([`http`]).
+//! → **segment or manifest** ([`packaging`]) → **encrypt** ([`crypto`], with subsample maps from
+//! [`codec`]) → **response** ([`http`]).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod codec;
 pub mod config;
+pub mod crypto;
 pub mod http;
 pub mod index;
 pub mod mp4;
