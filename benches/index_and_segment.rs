@@ -10,6 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use drm_origin::drm::{Policy, Variant};
 use drm_origin::index;
 use drm_origin::packaging::plan::{plan, SourceFile};
 use drm_origin::packaging::{dash, fmp4, hls};
@@ -79,13 +80,23 @@ fn bench_segment(c: &mut Criterion) {
     .map(|n| source(&format!("assets/multi/{n}.mp4")))
     .collect();
     let asset = plan("multi", multi, 4.0);
+    let clear = Policy::clear();
     let mut g = c.benchmark_group("manifest");
-    g.bench_function("mpd_multi", |b| b.iter(|| dash::mpd(black_box(&asset))));
+    g.bench_function("mpd_multi", |b| {
+        b.iter(|| dash::mpd(black_box(&asset), Variant::Clear, &clear))
+    });
     g.bench_function("hls_master_multi", |b| {
-        b.iter(|| hls::master(black_box(&asset)))
+        b.iter(|| hls::master(black_box(&asset), Variant::Clear))
     });
     g.bench_function("hls_media_multi", |b| {
-        b.iter(|| hls::media(black_box(&asset.renditions[0])))
+        b.iter(|| {
+            hls::media(
+                "multi",
+                black_box(&asset.renditions[0]),
+                Variant::Clear,
+                &clear,
+            )
+        })
     });
     g.finish();
 }

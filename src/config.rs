@@ -1,10 +1,16 @@
 //! TOML configuration: raw serde shapes (unknown keys refused) → validated [`Config`], with every
 //! error reported at once and naming its field.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use crate::crypto::{Key, KeyId};
+use crate::drm::pattern::Pattern;
+use crate::drm::{ContentKey, Drm, KeyDelivery, Policy, Variant};
 
 /// Default target segment duration (seconds).
 pub const DEFAULT_TARGET_SEGMENT: f64 = 4.0;
@@ -15,11 +21,69 @@ struct Raw {
     #[serde(default)]
     server: RawServer,
     #[serde(default)]
-    assets: RawAssets,
+    storage: RawAssets,
     #[serde(default)]
     packaging: RawPackaging,
     #[serde(default)]
     http: RawHttp,
+    #[serde(default)]
+    cache: RawCache,
+    #[serde(default)]
+    keys: BTreeMap<String, RawKey>,
+    #[serde(default)]
+    policies: BTreeMap<String, RawPolicy>,
+    #[serde(default)]
+    assets: Vec<RawAssetRule>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCache {
+    encrypted_segments_mb: Option<u64>,
+    max_concurrent_encryptions: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKey {
+    kid: String,
+    key: String,
+}
+
+impl std::fmt::Debug for RawKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawKey")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    dash: Option<Vec<String>>,
+    hls: Option<Vec<String>>,
+    clear_lead_segments: Option<usize>,
+    allow_clear: Option<bool>,
+    key_delivery: Option<String>,
+    #[serde(default)]
+    keys: RawPolicyKeys,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicyKeys {
+    video: Option<String>,
+    audio: Option<String>,
+    envelope: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename = "assets")]
+struct RawAssetRule {
+    #[serde(rename = "match")]
+    pattern: String,
+    policy: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -75,6 +139,12 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// Concurrent connections.
     pub max_connections: usize,
+    /// Byte budget of the encrypted-segment cache (0 disables it).
+    pub encrypted_cache_bytes: u64,
+    /// Encryptions running at once (further requests wait).
+    pub max_concurrent_encryptions: usize,
+    /// Keys, policies and asset rules.
+    pub drm: Arc<Drm>,
 }
 
 /// Overrides from the command line (they win over the file).
@@ -123,15 +193,15 @@ impl Config {
                 "packaging.target_segment_duration_secs: {target} is outside 0.5..=60"
             ));
         }
-        let rescan = raw.assets.rescan_interval_ms.unwrap_or(1000);
+        let rescan = raw.storage.rescan_interval_ms.unwrap_or(1000);
         if !(50..=60_000).contains(&rescan) {
             errors.push(format!(
                 "assets.rescan_interval_ms: {rescan} is outside 50..=60000"
             ));
         }
-        let stable = raw.assets.stable_after_ms.unwrap_or(1000);
+        let stable = raw.storage.stable_after_ms.unwrap_or(1000);
         if stable > 600_000 {
-            errors.push(format!("assets.stable_after_ms: {stable} is above 600000"));
+            errors.push(format!("storage.stable_after_ms: {stable} is above 600000"));
         }
         let header_timeout = raw.http.header_read_timeout_secs.unwrap_or(10);
         if header_timeout == 0 {
@@ -163,12 +233,23 @@ impl Config {
         }
         let listen = overrides
             .listen
-            .or(raw.server.listen)
+            .or(raw.server.listen.clone())
             .unwrap_or_else(|| "127.0.0.1:8080".to_owned());
         if listen.parse::<std::net::SocketAddr>().is_err() {
             errors.push(format!(
                 "server.listen: '{listen}' is not an address like 127.0.0.1:8080"
             ));
+        }
+        let drm = build_drm(&raw, &mut errors);
+        let cache_mb = raw.cache.encrypted_segments_mb.unwrap_or(256);
+        if cache_mb > 1 << 20 {
+            errors.push(format!(
+                "cache.encrypted_segments_mb: {cache_mb} is above 1048576"
+            ));
+        }
+        let max_enc = raw.cache.max_concurrent_encryptions.unwrap_or(4);
+        if max_enc == 0 {
+            errors.push("cache.max_concurrent_encryptions: must be at least 1".to_owned());
         }
         if !errors.is_empty() {
             return Err(ConfigError { file, errors });
@@ -177,7 +258,7 @@ impl Config {
             listen,
             assets_dir: overrides
                 .assets_dir
-                .or(raw.assets.dir)
+                .or(raw.storage.dir)
                 .unwrap_or_else(|| PathBuf::from("assets")),
             rescan_interval: Duration::from_millis(rescan),
             stable_after: Duration::from_millis(stable),
@@ -193,8 +274,152 @@ impl Config {
             header_read_timeout: Duration::from_secs(header_timeout),
             idle_timeout: Duration::from_secs(idle),
             max_connections,
+            encrypted_cache_bytes: cache_mb.saturating_mul(1 << 20),
+            max_concurrent_encryptions: max_enc,
+            drm: Arc::new(drm),
         })
     }
+}
+
+/// Keys, policies and rules; every problem goes to `errors` (nothing is half-applied: the
+/// caller discards the result when `errors` is not empty).
+fn build_drm(raw: &Raw, errors: &mut Vec<String>) -> Drm {
+    let mut drm = Drm::default();
+    let mut by_name: BTreeMap<&str, Arc<ContentKey>> = BTreeMap::new();
+    for (name, k) in &raw.keys {
+        let kid = KeyId::parse(&k.kid);
+        // Never echo the key value in an error: it is a secret.
+        let key = Key::parse_hex(&k.key);
+        if kid.is_none() {
+            errors.push(format!(
+                "keys.{name}.kid: '{}' is not 32 hex digits (UUID dashes allowed)",
+                k.kid
+            ));
+        }
+        if key.is_none() {
+            errors.push(format!(
+                "keys.{name}.key: not 32 hex digits (value not shown)"
+            ));
+        }
+        if let (Some(kid), Some(key)) = (kid, key) {
+            if drm.keys.contains_key(&kid) {
+                errors.push(format!("keys.{name}.kid: {kid} is used by another key"));
+                continue;
+            }
+            let ck = Arc::new(ContentKey {
+                name: name.clone(),
+                kid,
+                key,
+            });
+            drm.keys.insert(kid, ck.clone());
+            by_name.insert(name, ck);
+        }
+    }
+    let mut policies: BTreeMap<&str, Arc<Policy>> = BTreeMap::new();
+    for (name, p) in &raw.policies {
+        let field = |f: &str| format!("policies.{name}.{f}");
+        let mut variants = |f: &str, list: &Option<Vec<String>>| -> Vec<Variant> {
+            let list = list.clone().unwrap_or_else(|| vec!["clear".to_owned()]);
+            if list.is_empty() {
+                errors.push(format!("{}: must list at least one variant", field(f)));
+            }
+            let mut out: Vec<Variant> = Vec::new();
+            for v in &list {
+                match Variant::parse(v) {
+                    Some(Variant::Aes128) if f == "dash" => {
+                        errors.push(format!("{}: aes128 is an HLS-only protection", field(f)))
+                    }
+                    Some(var) if !out.contains(&var) => out.push(var),
+                    Some(_) => errors.push(format!("{}: '{v}' listed twice", field(f))),
+                    None => errors.push(format!(
+                        "{}: unknown variant '{v}' (clear, cenc, cbcs, aes128)",
+                        field(f)
+                    )),
+                }
+            }
+            out
+        };
+        let dash = variants("dash", &p.dash);
+        let hls = variants("hls", &p.hls);
+        let mut key = |f: &str, n: &Option<String>| -> Option<Arc<ContentKey>> {
+            let n = n.as_ref()?;
+            let k = by_name.get(n.as_str()).cloned();
+            if k.is_none() {
+                errors.push(format!(
+                    "policies.{name}.keys.{f}: no key named '{n}' in [keys]"
+                ));
+            }
+            k
+        };
+        let video_key = key("video", &p.keys.video);
+        let audio_key = key("audio", &p.keys.audio);
+        let envelope_key = key("envelope", &p.keys.envelope);
+        let needs_cenc = dash.iter().chain(&hls).any(|v| v.is_cenc_family());
+        if needs_cenc && video_key.is_none() && p.keys.video.is_none() {
+            errors.push(format!(
+                "{}: cenc/cbcs variants need keys.video",
+                field("keys")
+            ));
+        }
+        if hls.contains(&Variant::Aes128) && envelope_key.is_none() && p.keys.envelope.is_none() {
+            errors.push(format!(
+                "{}: the aes128 variant needs keys.envelope",
+                field("keys")
+            ));
+        }
+        if let (Some(e), Some(v)) = (&envelope_key, &video_key) {
+            if e.kid == v.kid {
+                errors.push(format!(
+                    "{}: the envelope key must differ from the CENC key",
+                    field("keys.envelope")
+                ));
+            }
+        }
+        let key_delivery = match p.key_delivery.as_deref() {
+            None | Some("none") => KeyDelivery::None,
+            Some("open") => KeyDelivery::Open,
+            Some(other) => {
+                errors.push(format!(
+                    "{}: '{other}' is not one of none, open",
+                    field("key_delivery")
+                ));
+                KeyDelivery::None
+            }
+        };
+        let policy = Policy {
+            name: name.clone(),
+            allow_clear: p.allow_clear.unwrap_or(false)
+                || !dash.iter().chain(&hls).any(|v| *v != Variant::Clear),
+            dash,
+            hls,
+            clear_lead_segments: p.clear_lead_segments.unwrap_or(0),
+            key_delivery,
+            video_key,
+            audio_key,
+            envelope_key,
+        };
+        policies.insert(name, Arc::new(policy));
+    }
+    for (i, rule) in raw.assets.iter().enumerate() {
+        let pattern = Pattern::parse(&rule.pattern);
+        if pattern.is_none() {
+            errors.push(format!(
+                "assets[{i}].match: '{}' is not an asset id or glob (a/b, kids/*, kids/**)",
+                rule.pattern
+            ));
+        }
+        let policy = policies.get(rule.policy.as_str()).cloned();
+        if policy.is_none() {
+            errors.push(format!(
+                "assets[{i}].policy: no policy named '{}' in [policies]",
+                rule.policy
+            ));
+        }
+        if let (Some(pat), Some(pol)) = (pattern, policy) {
+            drm.rules.push((pat, pol));
+        }
+    }
+    drm
 }
 
 #[cfg(test)]

@@ -101,13 +101,16 @@ fn serve(
                 }
             }
         });
-        let app = Arc::new(App {
+        let app = Arc::new(App::new(
             store,
-            settings: HttpSettings {
+            HttpSettings {
                 cache_control_segments: cfg.cache_control_segments.clone(),
                 cache_control_manifests: cfg.cache_control_manifests.clone(),
+                encrypted_cache_bytes: cfg.encrypted_cache_bytes,
+                max_concurrent_encryptions: cfg.max_concurrent_encryptions,
             },
-        });
+            cfg.drm.clone(),
+        ));
         tracing::info!(assets = %cfg.assets_dir.display(), "listening on {base_url}");
         // Machine-readable line for scripts and tests (logs go to stderr).
         println!("drm-origin listening on {base_url}");

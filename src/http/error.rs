@@ -1,10 +1,12 @@
 //! The one place that decides a failed request's status: whose fault it was (the client's: 4xx;
-//! the asset's or ours: 5xx) and the short, sanitised body the client sees. Details are logged once.
+//! the asset's or ours: 5xx) and the short, sanitised body the client sees. Details (which may
+//! name files or codecs, never keys) are logged once, server-side.
 
 use http::StatusCode;
 
 use super::routes::RouteError;
 use crate::packaging::fmp4::SegmentError;
+use crate::packaging::protect::ProtectError;
 
 /// Every way a request can fail.
 #[derive(Debug, thiserror::Error)]
@@ -24,12 +26,33 @@ pub enum ServeError {
     /// Segment number out of range.
     #[error("unknown segment")]
     UnknownSegment,
-    /// The segment could not be built (file changed under us).
+    /// The asset's policy does not offer this protection variant.
+    #[error("variant not offered by the asset's policy")]
+    VariantNotOffered,
+    /// The asset is protected and its policy refuses clear playout.
+    #[error("clear playout refused by the asset's policy")]
+    ClearRefused,
+    /// The source file changed under us (truncated or rewritten in place).
+    #[error("source file changed since it was indexed")]
+    FileChanged,
+    /// The segment could not be built.
     #[error("segment unavailable: {0}")]
     Segment(#[from] SegmentError),
+    /// A protected output could not be produced (unsupported codec, unparsable bitstream, I/O).
+    #[error("protected output unavailable: {0}")]
+    Protect(String),
+    /// Unknown key, or key delivery not allowed for it (indistinguishable on purpose).
+    #[error("no deliverable key")]
+    NoKey,
     /// Not GET, HEAD or OPTIONS.
     #[error("method not allowed")]
     Method,
+}
+
+impl From<ProtectError> for ServeError {
+    fn from(e: ProtectError) -> Self {
+        ServeError::Protect(e.to_string())
+    }
 }
 
 impl ServeError {
@@ -41,10 +64,28 @@ impl ServeError {
             ServeError::UnknownAsset => (StatusCode::NOT_FOUND, "unknown asset\n"),
             ServeError::UnknownRendition => (StatusCode::NOT_FOUND, "unknown rendition\n"),
             ServeError::UnknownSegment => (StatusCode::NOT_FOUND, "unknown segment\n"),
+            ServeError::VariantNotOffered => (StatusCode::NOT_FOUND, "variant not offered\n"),
+            ServeError::ClearRefused => (
+                StatusCode::FORBIDDEN,
+                "clear playout not allowed for this asset\n",
+            ),
+            ServeError::NoKey => (StatusCode::NOT_FOUND, "not found\n"),
             // The asset is known but cannot be served right now: retryable once fixed.
             ServeError::AssetBroken(_) => (StatusCode::SERVICE_UNAVAILABLE, "asset unavailable\n"),
+            ServeError::FileChanged => {
+                (StatusCode::SERVICE_UNAVAILABLE, "asset is being updated\n")
+            }
             ServeError::Segment(_) => (StatusCode::SERVICE_UNAVAILABLE, "segment unavailable\n"),
+            ServeError::Protect(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "protected output unavailable\n",
+            ),
             ServeError::Method => (StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
         }
+    }
+
+    /// Whether the failure is worth a warning (the operator must act) rather than a debug line.
+    pub fn is_operator_problem(&self) -> bool {
+        matches!(self, ServeError::Protect(_) | ServeError::Segment(_))
     }
 }

@@ -1,21 +1,27 @@
-//! Route → resource (manifest or segment) → response with caching, validators, Range and CORS.
+//! Route → resource (manifest, segment or key) → response with caching, validators, Range and
+//! CORS. Protected segments go through a byte-bounded, single-flight cache.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use tokio::sync::Semaphore;
 
 use super::body::Chunks;
 use super::error::ServeError;
 use super::range::{self, RangeOutcome};
 use super::routes::{self, Route};
+use crate::crypto::KeyId;
+use crate::drm::{Drm, Policy, Variant};
+use crate::index::TrackKind;
 use crate::packaging::plan::{Asset, Rendition};
+use crate::packaging::protect::{self, StreamKey};
 use crate::packaging::{dash, fmp4, hls, mime};
 use crate::storage::{fnv1a, AssetState, Store};
 
 /// Bumped whenever segment bytes change for the same input, so old ETags stop matching.
-const FORMAT_VERSION: &[u8] = b"drm-origin-fmp4-1";
+const FORMAT_VERSION: &[u8] = b"drm-origin-fmp4-2";
 
 /// HTTP behaviour settings.
 #[derive(Clone, Debug)]
@@ -24,6 +30,24 @@ pub struct HttpSettings {
     pub cache_control_segments: String,
     /// Cache-Control of manifests and playlists.
     pub cache_control_manifests: String,
+    /// Byte budget of the protected-segment cache (0: no cache).
+    pub encrypted_cache_bytes: u64,
+    /// Encryptions running at once.
+    pub max_concurrent_encryptions: usize,
+}
+
+/// Identity of a protected segment in the cache: the source file version, the stream, the
+/// segment, the variant and the key (a new key id means new bytes).
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct SegmentKey {
+    file: u64,
+    asset: String,
+    rendition: String,
+    number: usize,
+    variant: Variant,
+    kid: KeyId,
+    clear_lead: usize,
+    drm_generation: u64,
 }
 
 /// Shared state of the request handler.
@@ -32,6 +56,60 @@ pub struct App {
     pub store: Arc<Store>,
     /// Settings.
     pub settings: HttpSettings,
+    drm: RwLock<(Arc<Drm>, u64)>,
+    segments: Option<moka::future::Cache<SegmentKey, Bytes>>,
+    manifests: moka::sync::Cache<(u64, String, u64), (Bytes, String)>,
+    encrypt_permits: Arc<Semaphore>,
+}
+
+impl App {
+    /// A handler over `store` with keys and policies from `drm`.
+    pub fn new(store: Arc<Store>, settings: HttpSettings, drm: Arc<Drm>) -> App {
+        let segments = (settings.encrypted_cache_bytes > 0).then(|| {
+            moka::future::Cache::builder()
+                .weigher(|_k: &SegmentKey, v: &Bytes| u32::try_from(v.len()).unwrap_or(u32::MAX))
+                .max_capacity(settings.encrypted_cache_bytes)
+                .build()
+        });
+        let manifests = moka::sync::Cache::builder()
+            .weigher(|_k: &(u64, String, u64), v: &(Bytes, String)| {
+                u32::try_from(v.0.len()).unwrap_or(u32::MAX)
+            })
+            .max_capacity(64 << 20)
+            .build();
+        let encrypt_permits = Arc::new(Semaphore::new(settings.max_concurrent_encryptions.max(1)));
+        App {
+            store,
+            settings,
+            drm: RwLock::new((drm, 1)),
+            segments,
+            manifests,
+            encrypt_permits,
+        }
+    }
+
+    /// Current keys and policies, with their generation.
+    pub fn drm(&self) -> (Arc<Drm>, u64) {
+        match self.drm.read() {
+            Ok(d) => d.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Installs new keys and policies (a validated configuration). Cached outputs made with the
+    /// previous ones stop matching (their cache keys carry the generation).
+    pub fn set_drm(&self, drm: Arc<Drm>) {
+        let mut g = match self.drm.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let next = g.1.saturating_add(1);
+        *g = (drm, next);
+        self.manifests.invalidate_all();
+        if let Some(c) = &self.segments {
+            c.invalidate_all();
+        }
+    }
 }
 
 /// A resource ready to send.
@@ -60,11 +138,11 @@ pub async fn handle<B>(
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let mut fields = LogFields::default();
-    let response = match respond(&app, &req, &mut fields) {
+    let response = match respond(&app, &req, &mut fields).await {
         Ok(r) => r,
         Err(e) => {
             let (status, body) = e.status();
-            if status.is_server_error() {
+            if e.is_operator_problem() {
                 tracing::warn!(path = %path, error = %e, "request failed");
             } else {
                 tracing::debug!(path = %path, error = %e, "request refused");
@@ -107,7 +185,7 @@ pub async fn handle<B>(
     Ok(response)
 }
 
-fn respond<B>(
+async fn respond<B>(
     app: &App,
     req: &Request<B>,
     fields: &mut LogFields,
@@ -141,14 +219,32 @@ fn respond<B>(
         return Err(ServeError::Method);
     }
     let route = routes::parse(req.uri().path())?;
-    if route == Route::Health {
-        let mut r = Response::new(Chunks::new(vec![Bytes::from_static(b"ok\n")]));
-        r.headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        return Ok(finish(r, method));
+    match &route {
+        Route::Health => {
+            let mut r = Response::new(Chunks::new(vec![Bytes::from_static(b"ok\n")]));
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            Ok(finish(r, method))
+        }
+        Route::Key { kid } => {
+            fields.segment = "key".into();
+            let (drm, _) = app.drm();
+            let key = drm.deliverable_key(kid).ok_or(ServeError::NoKey)?;
+            tracing::info!(kid = %kid, "key delivered");
+            let mut r = Response::new(Chunks::new(vec![Bytes::copy_from_slice(key.key.bytes())]));
+            let h = r.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            Ok(finish(r, method))
+        }
+        _ => {
+            let resource = resource(app, &route, fields).await?;
+            Ok(send(req, resource))
+        }
     }
-    let resource = resource(app, &route, fields)?;
-    Ok(send(req, resource))
 }
 
 fn asset(app: &App, id: &str) -> Result<Arc<Asset>, ServeError> {
@@ -163,97 +259,358 @@ fn rendition<'a>(a: &'a Asset, id: &str) -> Result<&'a Rendition, ServeError> {
     a.rendition(id).ok_or(ServeError::UnknownRendition)
 }
 
-fn resource(app: &App, route: &Route, fields: &mut LogFields) -> Result<Resource, ServeError> {
-    let manifest = |text: String, content_type: &'static str, modified: SystemTime| Resource {
-        etag: format!("\"m{:016x}\"", fnv1a(&[text.as_bytes()])),
-        body: Chunks::new(vec![Bytes::from(text)]),
-        content_type,
-        modified,
-        cache_control: app.settings.cache_control_manifests.clone(),
-    };
-    match route {
-        Route::Health => Err(ServeError::UnknownAsset),
-        Route::Mpd { asset: id } => {
-            fields.asset = id.clone();
-            let a = asset(app, id)?;
-            Ok(manifest(dash::mpd(&a), "application/dash+xml", a.modified))
+/// Whether `variant` may be served for this request under `policy`. Clear init segments (and
+/// clear-lead segments) stay available when HLS AES-128 needs them: they carry no more than the
+/// clear lead the policy itself grants.
+fn allowed(policy: &Policy, variant: Variant, clear_init_or_lead: bool) -> Result<(), ServeError> {
+    if policy.offers(variant) {
+        return Ok(());
+    }
+    if variant == Variant::Clear {
+        if clear_init_or_lead && policy.hls.contains(&Variant::Aes128) {
+            return Ok(());
         }
-        Route::Master { asset: id } => {
+        return Err(ServeError::ClearRefused);
+    }
+    Err(ServeError::VariantNotOffered)
+}
+
+/// Every protected track of the asset must be protectable before a protected manifest lists it.
+fn check_protectable(a: &Asset, variant: Variant, policy: &Policy) -> Result<(), ServeError> {
+    if !variant.is_cenc_family() {
+        return Ok(());
+    }
+    for r in &a.renditions {
+        let Some(t) = r.track() else { continue };
+        if policy.cenc_key(t.kind).is_some() {
+            protect::check(t, variant)?;
+        }
+    }
+    Ok(())
+}
+
+async fn resource(
+    app: &App,
+    route: &Route,
+    fields: &mut LogFields,
+) -> Result<Resource, ServeError> {
+    let (drm, generation) = app.drm();
+    let manifest =
+        |a: &Asset, name: String, content_type: &'static str, build: &dyn Fn() -> String| {
+            let key = (a.generation, name, generation);
+            let (body, etag) = app.manifests.get(&key).unwrap_or_else(|| {
+                let text = build();
+                let etag = format!("\"m{:016x}\"", fnv1a(&[text.as_bytes()]));
+                let v = (Bytes::from(text), etag);
+                app.manifests.insert(key, v.clone());
+                v
+            });
+            Resource {
+                etag,
+                body: Chunks::new(vec![body]),
+                content_type,
+                modified: a.modified,
+                cache_control: app.settings.cache_control_manifests.clone(),
+            }
+        };
+    match route {
+        Route::Health | Route::Key { .. } => Err(ServeError::UnknownAsset),
+        Route::Mpd { asset: id, variant } => {
             fields.asset = id.clone();
             let a = asset(app, id)?;
+            let policy = drm.policy_for(id);
+            let variant = variant
+                .or(policy.dash.first().copied())
+                .unwrap_or(Variant::Clear);
+            if variant == Variant::Aes128 {
+                return Err(ServeError::VariantNotOffered);
+            }
+            allowed(&policy, variant, false)?;
+            check_protectable(&a, variant, &policy)?;
             Ok(manifest(
-                hls::master(&a),
+                &a,
+                format!("mpd/{variant}"),
+                "application/dash+xml",
+                &|| dash::mpd(&a, variant, &policy),
+            ))
+        }
+        Route::Master { asset: id, variant } => {
+            fields.asset = id.clone();
+            let a = asset(app, id)?;
+            let policy = drm.policy_for(id);
+            let variant = variant
+                .or(policy.hls.first().copied())
+                .unwrap_or(Variant::Clear);
+            allowed(&policy, variant, false)?;
+            check_protectable(&a, variant, &policy)?;
+            Ok(manifest(
+                &a,
+                format!("master/{variant}"),
                 "application/vnd.apple.mpegurl",
-                a.modified,
+                &|| hls::master(&a, variant),
             ))
         }
         Route::MediaPlaylist {
             asset: id,
             rendition: rid,
+            variant,
         } => {
             fields.asset = id.clone();
             fields.rendition = rid.clone();
             let a = asset(app, id)?;
+            let policy = drm.policy_for(id);
+            allowed(&policy, *variant, false)?;
             let r = rendition(&a, rid)?;
+            if let (true, Some(t)) = (variant.is_cenc_family(), r.track()) {
+                protect::check(t, *variant)?;
+            }
             Ok(manifest(
-                hls::media(r),
+                &a,
+                format!("media/{rid}/{variant}"),
                 "application/vnd.apple.mpegurl",
-                r.source.modified,
+                &|| hls::media(id, r, *variant, &policy),
             ))
         }
         Route::Init {
             asset: id,
             rendition: rid,
+            variant,
         } => {
             fields.asset = id.clone();
             fields.rendition = rid.clone();
             fields.segment = "init".into();
             let a = asset(app, id)?;
+            let policy = drm.policy_for(id);
+            allowed(&policy, *variant, true)?;
             let r = rendition(&a, rid)?;
             let track = r.track().ok_or(ServeError::UnknownRendition)?;
-            let init = fmp4::init_segment(&r.source.index.mvhd, track);
+            if *variant == Variant::Aes128 {
+                return Err(ServeError::Route(routes::RouteError::NotFound)); // AES-128 uses init.mp4
+            }
+            if *variant == Variant::Clear {
+                let init = fmp4::init_segment(&r.source.index.mvhd, track);
+                return Ok(segment_resource(
+                    app,
+                    r,
+                    track.kind,
+                    0,
+                    *variant,
+                    vec![Bytes::from(init)],
+                ));
+            }
+            let key = policy
+                .cenc_key(track.kind)
+                .ok_or(ServeError::VariantNotOffered)?
+                .clone();
+            let lead = policy.clear_lead_segments;
+            let cache_key = segment_key(&a, r, 0, *variant, key.kid, lead, generation);
+            let (asset_id, r_id, source, t_index) =
+                (a.id.clone(), r.id.clone(), r.source.clone(), r.track);
+            let v = *variant;
+            let bytes = cached(app, cache_key, move || {
+                let track = source
+                    .index
+                    .tracks
+                    .get(t_index)
+                    .ok_or(ServeError::UnknownRendition)?;
+                let sk = StreamKey {
+                    kid: key.kid,
+                    key: &key.key,
+                    stream_id: protect::stream_id(&asset_id, &r_id),
+                };
+                Ok(Bytes::from(protect::init_segment(
+                    &source.index.mvhd,
+                    track,
+                    v,
+                    &sk,
+                    lead > 0,
+                    &[],
+                )?))
+            })
+            .await?;
             Ok(segment_resource(
                 app,
                 r,
                 track.kind,
                 0,
-                vec![Bytes::from(init)],
+                *variant,
+                vec![bytes],
             ))
         }
         Route::Segment {
             asset: id,
             rendition: rid,
             number,
+            variant,
         } => {
             fields.asset = id.clone();
             fields.rendition = rid.clone();
             fields.segment = number.to_string();
             let a = asset(app, id)?;
+            let policy = drm.policy_for(id);
+            let in_lead = *number <= policy.clear_lead_segments;
+            allowed(&policy, *variant, in_lead)?;
             let r = rendition(&a, rid)?;
             let track = r.track().ok_or(ServeError::UnknownRendition)?;
             let (seg, samples) = r.segment(*number).ok_or(ServeError::UnknownSegment)?;
             let seq = u32::try_from(*number).map_err(|_| ServeError::UnknownSegment)?;
-            let chunks = fmp4::media_segment(track, seq, seg.dts, samples, &r.source.mapped)?;
-            Ok(segment_resource(app, r, track.kind, *number, chunks))
+            // A file truncated in place since indexing: answer 503 now rather than start a 200
+            // whose body the kernel cannot finish (see storage::mmap).
+            let on_disk = r
+                .source
+                .mapped
+                .file()
+                .metadata()
+                .map(|m| m.len())
+                .unwrap_or(0);
+            if on_disk < r.source.mapped.len() {
+                return Err(ServeError::FileChanged);
+            }
+            if *variant == Variant::Clear {
+                let chunks = fmp4::media_segment(track, seq, seg.dts, samples, &r.source.mapped)?;
+                return Ok(segment_resource(
+                    app, r, track.kind, *number, *variant, chunks,
+                ));
+            }
+            let key = match variant {
+                Variant::Aes128 => policy.envelope_key.clone(),
+                _ => policy.cenc_key(track.kind).cloned(),
+            }
+            .ok_or(ServeError::VariantNotOffered)?;
+            let lead = policy.clear_lead_segments;
+            let cache_key = segment_key(&a, r, *number, *variant, key.kid, lead, generation);
+            let (asset_id, r_id, source, t_index, n, v) = (
+                a.id.clone(),
+                r.id.clone(),
+                r.source.clone(),
+                r.track,
+                *number,
+                *variant,
+            );
+            let (first, end, dts, has_clear_entry) = (seg.first, seg.end, seg.dts, lead > 0);
+            let bytes = cached(app, cache_key, move || {
+                let track = source
+                    .index
+                    .tracks
+                    .get(t_index)
+                    .ok_or(ServeError::UnknownRendition)?;
+                let samples = track
+                    .samples
+                    .get(first..end)
+                    .ok_or(ServeError::UnknownSegment)?;
+                let stream = protect::stream_id(&asset_id, &r_id);
+                let file = source.mapped.file();
+                let out = if v == Variant::Aes128 {
+                    let seg_iv = crate::crypto::iv::hls_segment_iv(&key.key, &stream, n as u64);
+                    protect::aes128_segment(file, track, &key.key, &seg_iv, seq, dts, samples)?
+                } else {
+                    let sk = StreamKey {
+                        kid: key.kid,
+                        key: &key.key,
+                        stream_id: stream,
+                    };
+                    protect::cenc_segment(
+                        file,
+                        track,
+                        v,
+                        &sk,
+                        seq,
+                        dts,
+                        samples,
+                        first,
+                        n <= lead,
+                        has_clear_entry,
+                    )?
+                };
+                Ok(Bytes::from(out))
+            })
+            .await?;
+            Ok(segment_resource(
+                app,
+                r,
+                track.kind,
+                *number,
+                *variant,
+                vec![bytes],
+            ))
         }
+    }
+}
+
+fn segment_key(
+    a: &Asset,
+    r: &Rendition,
+    number: usize,
+    variant: Variant,
+    kid: KeyId,
+    clear_lead: usize,
+    generation: u64,
+) -> SegmentKey {
+    SegmentKey {
+        file: r.source.fingerprint,
+        asset: a.id.clone(),
+        rendition: r.id.clone(),
+        number,
+        variant,
+        kid,
+        clear_lead,
+        drm_generation: generation,
+    }
+}
+
+/// Builds a protected output on a blocking thread (bounded by the encryption permits), through
+/// the single-flight cache when it is enabled: concurrent requests for one segment wait for one
+/// encryption.
+async fn cached<F>(app: &App, key: SegmentKey, build: F) -> Result<Bytes, ServeError>
+where
+    F: FnOnce() -> Result<Bytes, ServeError> + Send + 'static,
+{
+    let permits = app.encrypt_permits.clone();
+    let work = async move {
+        let _permit = permits
+            .acquire_owned()
+            .await
+            .map_err(|_| ServeError::Protect("shutting down".into()))?;
+        tokio::task::spawn_blocking(build)
+            .await
+            .map_err(|e| ServeError::Protect(format!("encryption task: {e}")))?
+    };
+    match &app.segments {
+        None => work.await,
+        Some(cache) => cache
+            .try_get_with(key, work)
+            .await
+            .map_err(|e: Arc<ServeError>| clone_error(&e)),
+    }
+}
+
+fn clone_error(e: &ServeError) -> ServeError {
+    match e {
+        ServeError::UnknownRendition => ServeError::UnknownRendition,
+        ServeError::VariantNotOffered => ServeError::VariantNotOffered,
+        ServeError::UnknownSegment => ServeError::UnknownSegment,
+        ServeError::Protect(why) => ServeError::Protect(why.clone()),
+        other => ServeError::Protect(other.to_string()),
     }
 }
 
 fn segment_resource(
     app: &App,
     r: &Rendition,
-    kind: crate::index::TrackKind,
+    kind: TrackKind,
     number: usize,
+    variant: Variant,
     chunks: Vec<Bytes>,
 ) -> Resource {
-    // Segment bytes are a pure function of the file and the segment plan: hash those, not the
-    // bytes (which are a mapping we must not read).
+    // Segment bytes are a pure function of the file, the plan and the variant: hash those, not
+    // the bytes (a mapping we must not read).
     let tag = fnv1a(&[
         FORMAT_VERSION,
         &r.source.fingerprint.to_be_bytes(),
         r.id.as_bytes(),
         &(number as u64).to_be_bytes(),
         &r.segments.len().to_be_bytes(),
+        variant.suffix().as_bytes(),
     ]);
     Resource {
         body: Chunks::new(chunks),

@@ -2,6 +2,8 @@
 //! ids are looked up in the in-memory library, never joined to a file-system path, so no URL can
 //! name a file outside the asset folder.
 
+use crate::crypto::KeyId;
+use crate::drm::Variant;
 use crate::packaging::naming;
 
 /// Longest request path accepted.
@@ -10,31 +12,39 @@ pub const MAX_PATH: usize = 2048;
 /// What a request asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
-    /// `/{asset}/manifest.mpd`
+    /// `/{asset}/manifest[.variant].mpd`
     Mpd {
         /// Asset id.
         asset: String,
+        /// Requested variant; `None`: the policy's default.
+        variant: Option<Variant>,
     },
-    /// `/{asset}/master.m3u8`
+    /// `/{asset}/master[.variant].m3u8`
     Master {
         /// Asset id.
         asset: String,
+        /// Requested variant; `None`: the policy's default.
+        variant: Option<Variant>,
     },
-    /// `/{asset}/{rendition}/media.m3u8`
+    /// `/{asset}/{rendition}/media[.variant].m3u8`
     MediaPlaylist {
         /// Asset id.
         asset: String,
         /// Rendition id.
         rendition: String,
+        /// Variant.
+        variant: Variant,
     },
-    /// `/{asset}/{rendition}/init.mp4`
+    /// `/{asset}/{rendition}/init[.variant].mp4`
     Init {
         /// Asset id.
         asset: String,
         /// Rendition id.
         rendition: String,
+        /// Variant.
+        variant: Variant,
     },
-    /// `/{asset}/{rendition}/{n}.m4s`
+    /// `/{asset}/{rendition}/{n}[.variant].m4s`
     Segment {
         /// Asset id.
         asset: String,
@@ -42,6 +52,13 @@ pub enum Route {
         rendition: String,
         /// 1-based number.
         number: usize,
+        /// Variant.
+        variant: Variant,
+    },
+    /// `/.drm/key/{kid}`: raw key for HLS AES-128 / `identity` key formats.
+    Key {
+        /// Key id.
+        kid: KeyId,
     },
     /// `/healthz`
     Health,
@@ -69,6 +86,13 @@ pub fn parse(path: &str) -> Result<Route, RouteError> {
     if rest == "healthz" {
         return Ok(Route::Health);
     }
+    // Reserved namespace: asset ids never start with '.', so `/.drm/…` cannot shadow an asset.
+    if let Some(kid) = rest.strip_prefix(".drm/key/") {
+        return KeyId::parse(kid)
+            .filter(|_| kid.len() == 32)
+            .map(|kid| Route::Key { kid })
+            .ok_or(RouteError::NotFound);
+    }
     let mut segments = Vec::new();
     for raw in rest.split('/') {
         let seg = decode(raw)?;
@@ -93,21 +117,38 @@ pub fn parse(path: &str) -> Result<Route, RouteError> {
         }
         Ok(parts.join("/"))
     };
-    match file.as_str() {
-        naming::MPD => return Ok(Route::Mpd { asset: join(dirs)? }),
-        naming::MASTER => return Ok(Route::Master { asset: join(dirs)? }),
+    let (stem, variant, ext) = split_name(file)?;
+    match (stem, ext) {
+        (naming::MPD_STEM, naming::MPD_EXT) => {
+            return Ok(Route::Mpd {
+                asset: join(dirs)?,
+                variant,
+            })
+        }
+        (naming::MASTER_STEM, naming::PLAYLIST_EXT) => {
+            return Ok(Route::Master {
+                asset: join(dirs)?,
+                variant,
+            })
+        }
         _ => {}
     }
     let (rendition, asset_parts) = dirs.split_last().ok_or(RouteError::NotFound)?;
     let asset = join(asset_parts)?;
     let rendition = rendition.clone();
-    match file.as_str() {
-        naming::MEDIA_PLAYLIST => Ok(Route::MediaPlaylist { asset, rendition }),
-        naming::INIT => Ok(Route::Init { asset, rendition }),
-        f => {
-            let digits = f
-                .strip_suffix(naming::SEGMENT_EXT)
-                .ok_or(RouteError::NotFound)?;
+    let variant = variant.unwrap_or(Variant::Clear);
+    match (stem, ext) {
+        (naming::MEDIA_STEM, naming::PLAYLIST_EXT) => Ok(Route::MediaPlaylist {
+            asset,
+            rendition,
+            variant,
+        }),
+        (naming::INIT_STEM, naming::INIT_EXT) => Ok(Route::Init {
+            asset,
+            rendition,
+            variant,
+        }),
+        (digits, naming::SEGMENT_EXT) => {
             // Canonical numbers only ("01.m4s" would be a second URL for one segment).
             if digits.is_empty()
                 || digits.len() > 9
@@ -121,8 +162,23 @@ pub fn parse(path: &str) -> Result<Route, RouteError> {
                 asset,
                 rendition,
                 number,
+                variant,
             })
         }
+        _ => Err(RouteError::NotFound),
+    }
+}
+
+/// `stem[.variant].ext` → (stem, variant, ext). An explicit `.clear` is not canonical (the
+/// clear name has no suffix), so it is not found.
+fn split_name(file: &str) -> Result<(&str, Option<Variant>, &str), RouteError> {
+    let (rest, ext) = file.rsplit_once('.').ok_or(RouteError::NotFound)?;
+    match rest.rsplit_once('.') {
+        None => Ok((rest, None, ext)),
+        Some((stem, v)) => match Variant::parse(v) {
+            Some(var) if var != Variant::Clear && v == var.suffix() => Ok((stem, Some(var), ext)),
+            _ => Err(RouteError::NotFound),
+        },
     }
 }
 
@@ -163,38 +219,80 @@ mod tests {
 
     #[test]
     fn routes() {
+        use Variant::*;
+        let seg = |asset: &str, r: &str, number, variant| Route::Segment {
+            asset: asset.into(),
+            rendition: r.into(),
+            number,
+            variant,
+        };
         assert_eq!(
             parse("/a/manifest.mpd"),
-            Ok(Route::Mpd { asset: "a".into() })
+            Ok(Route::Mpd {
+                asset: "a".into(),
+                variant: None
+            })
+        );
+        assert_eq!(
+            parse("/a/manifest.cbcs.mpd"),
+            Ok(Route::Mpd {
+                asset: "a".into(),
+                variant: Some(Cbcs)
+            })
         );
         assert_eq!(
             parse("/kids/cartoon/master.m3u8"),
             Ok(Route::Master {
-                asset: "kids/cartoon".into()
+                asset: "kids/cartoon".into(),
+                variant: None
             })
         );
         assert_eq!(
             parse("/kids/cartoon/v_1/12.m4s"),
-            Ok(Route::Segment {
-                asset: "kids/cartoon".into(),
-                rendition: "v_1".into(),
-                number: 12
-            })
+            Ok(seg("kids/cartoon", "v_1", 12, Clear))
+        );
+        assert_eq!(
+            parse("/a/v_1/12.aes128.m4s"),
+            Ok(seg("a", "v_1", 12, Aes128))
         );
         assert_eq!(
             parse("/a/v_1/init.mp4"),
             Ok(Route::Init {
                 asset: "a".into(),
-                rendition: "v_1".into()
+                rendition: "v_1".into(),
+                variant: Clear
+            })
+        );
+        assert_eq!(
+            parse("/a/v_1/init.cenc.mp4"),
+            Ok(Route::Init {
+                asset: "a".into(),
+                rendition: "v_1".into(),
+                variant: Cenc
             })
         );
         assert_eq!(
             parse("/a/v_1/media.m3u8"),
             Ok(Route::MediaPlaylist {
                 asset: "a".into(),
-                rendition: "v_1".into()
+                rendition: "v_1".into(),
+                variant: Clear
             })
         );
+        assert_eq!(
+            parse("/.drm/key/8ba94ade6eb9449db44fa5beefaf43b0"),
+            Ok(Route::Key {
+                kid: KeyId::parse("8ba94ade6eb9449db44fa5beefaf43b0").unwrap()
+            })
+        );
+        for p in [
+            "/a/v/init.clear.mp4",
+            "/a/v/1.xyz.m4s",
+            "/a/v/init.cenc.cbcs.mp4",
+            "/.drm/key/8ba94ade-6eb9-449d-b44f-a5beefaf43b0",
+        ] {
+            assert_eq!(parse(p), Err(RouteError::NotFound), "{p}");
+        }
     }
 
     #[test]

@@ -159,6 +159,20 @@ pub mod codes {
     pub const DEC3: FourCC = FourCC(*b"dec3");
     /// `btrt` box.
     pub const BTRT: FourCC = FourCC(*b"btrt");
+    /// `saiz` box.
+    pub const SAIZ: FourCC = FourCC(*b"saiz");
+    /// `saio` box.
+    pub const SAIO: FourCC = FourCC(*b"saio");
+    /// `senc` box.
+    pub const SENC: FourCC = FourCC(*b"senc");
+    /// `frma` box.
+    pub const FRMA: FourCC = FourCC(*b"frma");
+    /// `schm` box.
+    pub const SCHM: FourCC = FourCC(*b"schm");
+    /// `schi` box.
+    pub const SCHI: FourCC = FourCC(*b"schi");
+    /// `tenc` box.
+    pub const TENC: FourCC = FourCC(*b"tenc");
     /// `ac-3` sample entry (AC-3 audio).
     pub const AC_3: FourCC = FourCC(*b"ac-3");
     /// `ec-3` sample entry (E-AC-3 audio).

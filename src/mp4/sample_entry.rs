@@ -21,6 +21,9 @@ pub struct SampleEntry {
     pub channels: u16,
     /// Audio sample rate in Hz (0 for video).
     pub sample_rate: u32,
+    /// Body of the decoder configuration record (`avcC`/`hvcC`) for NAL-structured video, which
+    /// the encryption path parses to find slice headers; empty otherwise.
+    pub decoder_config: Vec<u8>,
 }
 
 /// Bytes of a VisualSampleEntry before its child boxes.
@@ -48,6 +51,7 @@ fn parse_entry(format: FourCC, body: &[u8]) -> Result<SampleEntry> {
         height: 0,
         channels: 0,
         sample_rate: 0,
+        decoder_config: Vec::new(),
     };
     match format {
         AVC1 | AVC3 | HVC1 | HEV1 => {
@@ -56,11 +60,15 @@ fn parse_entry(format: FourCC, body: &[u8]) -> Result<SampleEntry> {
             entry.width = r.u16()?;
             entry.height = r.u16()?;
             let children = body.get(VISUAL_FIELDS..).ok_or(Error::Truncated(format))?;
-            entry.codec = if format == AVC1 || format == AVC3 {
-                avc_codec(format, reader::require(children, format, AVCC)?.body)?
+            let (codec, config) = if format == AVC1 || format == AVC3 {
+                let avcc = reader::require(children, format, AVCC)?.body;
+                (avc_codec(format, avcc)?, avcc)
             } else {
-                hevc_codec(format, reader::require(children, format, HVCC)?.body)?
+                let hvcc = reader::require(children, format, HVCC)?.body;
+                (hevc_codec(format, hvcc)?, hvcc)
             };
+            entry.codec = codec;
+            entry.decoder_config = config.to_vec();
         }
         MP4A | AC_3 | EC_3 => {
             let mut r = Reader::new(body, format);

@@ -4,13 +4,23 @@ use std::fmt::Write;
 
 use super::plan::{Asset, Rendition};
 use super::{frame_rate, language_tag, mime, naming};
+use crate::drm::{pssh, Policy, Variant};
 use crate::index::{time, TrackKind};
 
-/// Writes the MPD of `asset`.
-pub fn mpd(asset: &Asset) -> String {
+/// DASH-IF ClearKey descriptor (`org.w3.clearkey`).
+const CLEARKEY_SCHEME: &str = "urn:uuid:e2719d58-a985-b3c9-781a-b030af78d30e";
+/// W3C common PSSH system.
+const COMMON_SCHEME: &str = "urn:uuid:1077efec-c0b2-4d02-ace3-3c1e52e2fb4b";
+
+/// Writes the MPD of `asset` in `variant` (clear, cenc or cbcs) under `policy`.
+pub fn mpd(asset: &Asset, variant: Variant, policy: &Policy) -> String {
     let mut sets: Vec<(TrackKind, String, String, Vec<&Rendition>)> = Vec::new();
     for r in &asset.renditions {
         let Some(t) = r.track() else { continue };
+        // Text tracks are not encrypted; protected manifests leave them out.
+        if t.kind == TrackKind::Text && variant != Variant::Clear {
+            continue;
+        }
         let lang = if t.kind == TrackKind::Video {
             String::new()
         } else {
@@ -40,7 +50,8 @@ pub fn mpd(asset: &Asset) -> String {
     x.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         x,
-        "<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" profiles=\"urn:mpeg:dash:profile:isoff-live:2011\" \
+        "<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" xmlns:cenc=\"urn:mpeg:cenc:2013\" \
+         xmlns:dashif=\"https://dashif.org/CPS\" profiles=\"urn:mpeg:dash:profile:isoff-live:2011\" \
          type=\"static\" mediaPresentationDuration=\"{}\" minBufferTime=\"{}\">",
         duration(asset.duration),
         duration(max_seg.max(1.0))
@@ -77,6 +88,11 @@ pub fn mpd(asset: &Asset) -> String {
             let _ = write!(x, " maxWidth=\"{w}\" maxHeight=\"{h}\"");
         }
         x.push_str(">\n");
+        if variant.is_cenc_family() {
+            if let Some(key) = policy.cenc_key(*kind) {
+                content_protection(&mut x, variant, &key.kid);
+            }
+        }
         if *kind == TrackKind::Audio {
             let role = if first_audio { "main" } else { "alternate" };
             first_audio = false;
@@ -86,7 +102,7 @@ pub fn mpd(asset: &Asset) -> String {
             );
         }
         for r in reps {
-            representation(&mut x, r);
+            representation(&mut x, r, variant);
         }
         x.push_str("    </AdaptationSet>\n");
     }
@@ -94,7 +110,49 @@ pub fn mpd(asset: &Asset) -> String {
     x
 }
 
-fn representation(x: &mut String, r: &Rendition) {
+/// mp4protection first (scheme + default KID), then the ClearKey and W3C common descriptors with
+/// the common `pssh` as init data (spec-notes §6). Multi-DRM systems come with the policy issue.
+fn content_protection(x: &mut String, variant: Variant, kid: &crate::crypto::KeyId) {
+    let uuid = kid.uuid();
+    let pssh_b64 = base64(&pssh::common(&[*kid]));
+    let _ = writeln!(
+        x,
+        "      <ContentProtection schemeIdUri=\"urn:mpeg:dash:mp4protection:2011\" value=\"{}\" cenc:default_KID=\"{uuid}\"/>",
+        variant.suffix()
+    );
+    for (scheme, value) in [(CLEARKEY_SCHEME, "ClearKey1.0"), (COMMON_SCHEME, "cenc")] {
+        let _ = writeln!(
+            x,
+            "      <ContentProtection schemeIdUri=\"{scheme}\" value=\"{value}\" cenc:default_KID=\"{uuid}\">\n        <cenc:pssh>{pssh_b64}</cenc:pssh>\n      </ContentProtection>"
+        );
+    }
+}
+
+/// Standard padded base64 (MPD `cenc:pssh`, HLS data URIs).
+pub fn base64(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3).saturating_mul(4));
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk.first().copied().unwrap_or(0),
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (i, shift) in [18u32, 12, 6, 0].iter().enumerate() {
+            if i <= chunk.len() {
+                out.push(char::from(
+                    A.get(((n >> shift) & 63) as usize).copied().unwrap_or(b'A'),
+                ));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn representation(x: &mut String, r: &Rendition, variant: Variant) {
     let Some(t) = r.track() else { return };
     let _ = write!(
         x,
@@ -133,10 +191,10 @@ fn representation(x: &mut String, r: &Rendition) {
     // init segment's edit list, which players apply), see `plan::Segment::start`.
     let _ = writeln!(
         x,
-        "        <SegmentTemplate timescale=\"{}\" initialization=\"$RepresentationID$/{}\" media=\"$RepresentationID$/$Number${}\" startNumber=\"{}\">",
+        "        <SegmentTemplate timescale=\"{}\" initialization=\"$RepresentationID$/{}\" media=\"$RepresentationID$/{}\" startNumber=\"{}\">",
         t.timescale,
-        naming::INIT,
-        naming::SEGMENT_EXT,
+        naming::init(variant),
+        naming::segment_template(variant),
         naming::START_NUMBER
     );
     x.push_str("          <SegmentTimeline>\n");

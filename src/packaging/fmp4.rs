@@ -27,8 +27,19 @@ pub enum SegmentError {
     TooLarge,
 }
 
-/// The CMAF header for one track: `ftyp` + `moov` with an empty sample table and `mvex`.
+/// The clear CMAF header for one track: `ftyp` + `moov` with an empty sample table and `mvex`.
 pub fn init_segment(mvhd: &[u8], track: &TrackIndex) -> Vec<u8> {
+    init_segment_with(mvhd, track, &track.init_boxes.stsd, &[])
+}
+
+/// A CMAF header with a replacement `stsd` (protected sample entries) and extra `moov` children
+/// (`pssh` boxes) appended after the track.
+pub fn init_segment_with(
+    mvhd: &[u8],
+    track: &TrackIndex,
+    stsd: &[u8],
+    extra_moov: &[u8],
+) -> Vec<u8> {
     let b = &track.init_boxes;
     let mut out = Vec::with_capacity(1024);
     write_box(&mut out, FTYP, |o| {
@@ -61,7 +72,7 @@ pub fn init_segment(mvhd: &[u8], track: &TrackIndex) -> Vec<u8> {
                         });
                     });
                     write_box(o, STBL, |o| {
-                        o.extend_from_slice(&b.stsd);
+                        o.extend_from_slice(stsd);
                         for kind in [STTS, STSC, STCO] {
                             write_full_box(o, kind, 0, 0, |o| o.put_u32(0));
                         }
@@ -82,29 +93,50 @@ pub fn init_segment(mvhd: &[u8], track: &TrackIndex) -> Vec<u8> {
                 o.put_u32(0);
             });
         });
+        o.extend_from_slice(extra_moov);
     });
     out
 }
 
+const TFHD_SAMPLE_DESCRIPTION_INDEX: u32 = 0x2;
 const TFHD_DEFAULT_BASE_IS_MOOF: u32 = 0x2_0000;
 const TRUN_FLAGS: u32 = 0x1 | 0x100 | 0x200 | 0x400 | 0x800;
 /// `sample_depends_on = 2` (an I-frame).
 const SYNC_FLAGS: u32 = 0x0200_0000;
 /// `sample_depends_on = 1`, `sample_is_non_sync_sample = 1`.
 const NON_SYNC_FLAGS: u32 = 0x0101_0000;
+/// `senc` flag: subsample information present.
+const SENC_SUBSAMPLES: u32 = 0x2;
 
-/// A media segment for `samples` of `track`, numbered `sequence`: the header, then the sample
-/// bytes as views of `file` (adjacent samples coalesced into one view).
-pub fn media_segment(
-    track: &TrackIndex,
+/// Per-sample encryption information of one fragment (`senc`, `saiz`, `saio`).
+pub struct SampleAux<'a> {
+    /// Per-sample IVs (`cenc`, 8 bytes); empty with a constant IV (`cbcs`).
+    pub ivs: &'a [[u8; 8]],
+    /// Per-sample subsample maps; all empty when samples are encrypted whole.
+    pub subsamples: &'a [Vec<crate::crypto::Subsample>],
+}
+
+/// How a fragment refers to its sample description and encryption.
+#[derive(Default)]
+pub struct FragmentOptions<'a> {
+    /// `tfhd.sample_description_index` (2 for clear-lead fragments of a protected track).
+    pub sample_description_index: Option<u32>,
+    /// Encryption boxes, for protected fragments.
+    pub aux: Option<SampleAux<'a>>,
+}
+
+/// `styp` + `moof` + `mdat` header for `samples` whose data (`data_len` bytes) follows directly.
+pub fn segment_header(
+    track_id: u32,
     sequence: u32,
     base_decode_time: u64,
     samples: &[Sample],
-    file: &MappedFile,
-) -> Result<Vec<Bytes>, SegmentError> {
+    opts: &FragmentOptions<'_>,
+) -> Result<Vec<u8>, SegmentError> {
     let data_len: u64 = samples.iter().map(|s| u64::from(s.size)).sum();
     let negative_cts = samples.iter().any(|s| s.cts < 0);
-    let mut head = Vec::with_capacity(128usize.saturating_add(samples.len().saturating_mul(16)));
+    let count = u32::try_from(samples.len()).map_err(|_| SegmentError::TooLarge)?;
+    let mut head = Vec::with_capacity(256usize.saturating_add(samples.len().saturating_mul(24)));
     write_box(&mut head, STYP, |o| {
         o.extend_from_slice(b"msdh");
         o.put_u32(0);
@@ -114,15 +146,25 @@ pub fn media_segment(
     });
     let moof_start = head.len();
     let mut data_offset_at = 0usize;
+    let mut saio_offset_at = None;
+    let mut senc_records_at = 0usize;
     write_box(&mut head, MOOF, |o| {
         write_full_box(o, MFHD, 0, 0, |o| o.put_u32(sequence));
         write_box(o, TRAF, |o| {
-            write_full_box(o, TFHD, 0, TFHD_DEFAULT_BASE_IS_MOOF, |o| {
-                o.put_u32(track.id)
+            let sdi_flag = if opts.sample_description_index.is_some() {
+                TFHD_SAMPLE_DESCRIPTION_INDEX
+            } else {
+                0
+            };
+            write_full_box(o, TFHD, 0, TFHD_DEFAULT_BASE_IS_MOOF | sdi_flag, |o| {
+                o.put_u32(track_id);
+                if let Some(sdi) = opts.sample_description_index {
+                    o.put_u32(sdi);
+                }
             });
             write_full_box(o, TFDT, 1, 0, |o| o.put_u64(base_decode_time));
             write_full_box(o, TRUN, u8::from(negative_cts), TRUN_FLAGS, |o| {
-                o.put_u32(u32::try_from(samples.len()).unwrap_or(u32::MAX));
+                o.put_u32(count);
                 data_offset_at = o.len();
                 o.put_i32(0);
                 for s in samples {
@@ -132,45 +174,140 @@ pub fn media_segment(
                     o.put_i32(s.cts);
                 }
             });
+            if let Some(aux) = &opts.aux {
+                write_encryption_boxes(o, count, aux, &mut saio_offset_at, &mut senc_records_at);
+            }
         });
     });
     let moof_len = head.len().saturating_sub(moof_start);
     // data_offset is relative to the moof start: past the moof and the 8-byte mdat header.
     let data_offset =
         i32::try_from(moof_len.saturating_add(8)).map_err(|_| SegmentError::TooLarge)?;
-    if let Some(slot) = head.get_mut(data_offset_at..data_offset_at.saturating_add(4)) {
-        slot.copy_from_slice(&data_offset.to_be_bytes());
+    patch_u32(&mut head, data_offset_at, data_offset.to_be_bytes());
+    if let Some(at) = saio_offset_at {
+        // saio points at the first per-sample record of senc, relative to the moof start.
+        let rel = u32::try_from(senc_records_at.saturating_sub(moof_start))
+            .map_err(|_| SegmentError::TooLarge)?;
+        patch_u32(&mut head, at, rel.to_be_bytes());
     }
     let mdat_size =
         u32::try_from(data_len.saturating_add(8)).map_err(|_| SegmentError::TooLarge)?;
     head.put_u32(mdat_size);
     head.extend_from_slice(&MDAT.0);
+    Ok(head)
+}
 
-    let mut chunks = vec![Bytes::from(head)];
-    let mut run: Option<(u64, u64)> = None;
-    let flush = |run: (u64, u64), chunks: &mut Vec<Bytes>| {
-        file.slice(run.0, run.1)
-            .map(|b| chunks.push(b))
-            .ok_or(SegmentError::SampleOutOfFile {
-                offset: run.0,
-                size: run.1,
-            })
-    };
-    for s in samples {
-        let size = u64::from(s.size);
-        run = match run {
-            Some((start, len)) if start.saturating_add(len) == s.offset => {
-                Some((start, len.saturating_add(size)))
+/// `saiz`, `saio`, `senc` (in that order, senc last: spec-notes §1.4). `saiz`/`saio` are left
+/// out when no sample has auxiliary data (cbcs audio), as shaka-packager does.
+fn write_encryption_boxes(
+    o: &mut Vec<u8>,
+    count: u32,
+    aux: &SampleAux<'_>,
+    saio_offset_at: &mut Option<usize>,
+    senc_records_at: &mut usize,
+) {
+    let with_subsamples = aux.subsamples.iter().any(|s| !s.is_empty());
+    let iv_size = if aux.ivs.is_empty() { 0 } else { 8usize };
+    let sizes: Vec<u8> = (0..count as usize)
+        .map(|i| {
+            let subs = if with_subsamples {
+                aux.subsamples
+                    .get(i)
+                    .map_or(0, Vec::len)
+                    .saturating_mul(6)
+                    .saturating_add(2)
+            } else {
+                0
+            };
+            u8::try_from(iv_size.saturating_add(subs)).unwrap_or(u8::MAX)
+        })
+        .collect();
+    if sizes.iter().any(|&s| s > 0) {
+        write_full_box(o, SAIZ, 0, 0, |o| {
+            let first = sizes.first().copied().unwrap_or(0);
+            if sizes.iter().all(|&s| s == first) {
+                o.push(first);
+                o.put_u32(count);
+            } else {
+                o.push(0);
+                o.put_u32(count);
+                o.extend_from_slice(&sizes);
             }
-            Some(r) => {
-                flush(r, &mut chunks)?;
-                Some((s.offset, size))
-            }
-            None => Some((s.offset, size)),
-        };
+        });
+        write_full_box(o, SAIO, 0, 0, |o| {
+            o.put_u32(1);
+            *saio_offset_at = Some(o.len());
+            o.put_u32(0);
+        });
     }
-    if let Some(r) = run {
-        flush(r, &mut chunks)?;
+    write_full_box(
+        o,
+        SENC,
+        0,
+        if with_subsamples { SENC_SUBSAMPLES } else { 0 },
+        |o| {
+            o.put_u32(count);
+            *senc_records_at = o.len();
+            for i in 0..count as usize {
+                if let Some(iv) = aux.ivs.get(i) {
+                    o.extend_from_slice(iv);
+                }
+                if with_subsamples {
+                    let subs = aux.subsamples.get(i).map_or(&[][..], Vec::as_slice);
+                    o.put_u16(u16::try_from(subs.len()).unwrap_or(u16::MAX));
+                    for s in subs {
+                        o.put_u16(s.clear);
+                        o.put_u32(s.protected);
+                    }
+                }
+            }
+        },
+    );
+}
+
+fn patch_u32(buf: &mut [u8], at: usize, value: [u8; 4]) {
+    if let Some(slot) = buf.get_mut(at..at.saturating_add(4)) {
+        slot.copy_from_slice(&value);
+    }
+}
+
+/// A clear media segment for `samples` of `track`, numbered `sequence`: the header, then the
+/// sample bytes as views of `file` (adjacent samples coalesced into one view).
+pub fn media_segment(
+    track: &TrackIndex,
+    sequence: u32,
+    base_decode_time: u64,
+    samples: &[Sample],
+    file: &MappedFile,
+) -> Result<Vec<Bytes>, SegmentError> {
+    let head = segment_header(
+        track.id,
+        sequence,
+        base_decode_time,
+        samples,
+        &FragmentOptions::default(),
+    )?;
+    let mut chunks = vec![Bytes::from(head)];
+    for (offset, len) in runs(samples) {
+        chunks.push(
+            file.slice(offset, len)
+                .ok_or(SegmentError::SampleOutOfFile { offset, size: len })?,
+        );
     }
     Ok(chunks)
+}
+
+/// Contiguous byte runs `(offset, len)` covering `samples` in order.
+pub fn runs(samples: &[Sample]) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for s in samples {
+        let size = u64::from(s.size);
+        match out.last_mut() {
+            Some((start, len)) if start.saturating_add(*len) == s.offset => {
+                *len = len.saturating_add(size)
+            }
+            _ => out.push((s.offset, size)),
+        }
+    }
+    out
 }

@@ -4,10 +4,18 @@ use std::fmt::Write;
 
 use super::plan::{Asset, Rendition};
 use super::{frame_rate, language_tag, naming};
+use crate::crypto::{iv, key::hex};
+use crate::drm::{pssh, Policy, Variant};
 use crate::index::{time, TrackKind};
 
-/// The multivariant playlist of `asset`.
-pub fn master(asset: &Asset) -> String {
+/// Path of the raw-key endpoint for a key id (HLS AES-128 and `identity` key formats).
+pub fn key_uri(kid: &crate::crypto::KeyId) -> String {
+    format!("/.drm/key/{}", kid.hex())
+}
+
+/// The multivariant playlist of `asset` in `variant`.
+pub fn master(asset: &Asset, variant: Variant) -> String {
+    let playlist = naming::media_playlist(variant);
     let mut x = String::from("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n");
     let videos: Vec<&Rendition> = by_kind(asset, TrackKind::Video);
     let audios: Vec<&Rendition> = by_kind(asset, TrackKind::Audio);
@@ -41,10 +49,9 @@ pub fn master(asset: &Asset) -> String {
             let default = if i == 0 { "YES" } else { "NO" };
             let _ = writeln!(
                 x,
-                ",DEFAULT={default},AUTOSELECT=YES,CHANNELS=\"{}\",URI=\"{}/{}\"",
+                ",DEFAULT={default},AUTOSELECT=YES,CHANNELS=\"{}\",URI=\"{}/{playlist}\"",
                 t.entry.channels,
                 quoted(&a.id),
-                naming::MEDIA_PLAYLIST
             );
         }
     }
@@ -54,12 +61,11 @@ pub fn master(asset: &Asset) -> String {
             let Some(t) = a.track() else { continue };
             let _ = writeln!(
                 x,
-                "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={},CODECS=\"{}\"\n{}/{}",
+                "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={},CODECS=\"{}\"\n{}/{playlist}",
                 a.peak_bandwidth.max(1),
                 a.avg_bandwidth.max(1),
                 quoted(&t.entry.codec),
                 a.id,
-                naming::MEDIA_PLAYLIST
             );
         }
         return x;
@@ -102,14 +108,14 @@ pub fn master(asset: &Asset) -> String {
             if let Some((gid, _)) = group {
                 let _ = write!(x, ",AUDIO=\"{}\"", quoted(gid));
             }
-            let _ = writeln!(x, "\n{}/{}", v.id, naming::MEDIA_PLAYLIST);
+            let _ = writeln!(x, "\n{}/{playlist}", v.id);
         }
     }
     x
 }
 
-/// The media playlist of one rendition.
-pub fn media(r: &Rendition) -> String {
+/// The media playlist of one rendition of asset `asset_id` in `variant` under `policy`.
+pub fn media(asset_id: &str, r: &Rendition, variant: Variant, policy: &Policy) -> String {
     let Some(t) = r.track() else {
         return String::from("#EXTM3U\n#EXT-X-ENDLIST\n");
     };
@@ -127,19 +133,78 @@ pub fn media(r: &Rendition) -> String {
         .max(1);
     let mut x = format!(
         "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:{}\n\
-         #EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-INDEPENDENT-SEGMENTS\n#EXT-X-MAP:URI=\"{}\"\n",
-        naming::START_NUMBER,
-        naming::INIT
+         #EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-INDEPENDENT-SEGMENTS\n",
+        naming::START_NUMBER
     );
+    // EXT-X-MAP comes before any EXT-X-KEY so the init segment is never under AES-128
+    // (spec-notes §8); under SAMPLE-AES the init segment is the protected one.
+    let _ = writeln!(
+        x,
+        "#EXT-X-MAP:URI=\"{}\"",
+        naming::init(variant.init_variant())
+    );
+    let lead = policy.clear_lead_segments;
+    let stream = super::protect::stream_id(asset_id, &r.id);
+    let cenc_key = if variant.is_cenc_family() {
+        policy.cenc_key(t.kind)
+    } else {
+        None
+    };
     for (i, s) in secs.iter().enumerate() {
+        let number = i.saturating_add(naming::START_NUMBER);
+        let mut seg_variant = variant;
+        match variant {
+            Variant::Cenc | Variant::Cbcs => {
+                if let Some(k) = cenc_key.filter(|_| i == lead) {
+                    sample_aes_keys(&mut x, variant, &k.kid);
+                }
+            }
+            Variant::Aes128 => match &policy.envelope_key {
+                Some(k) if i >= lead => {
+                    let seg_iv = iv::hls_segment_iv(&k.key, &stream, number as u64);
+                    let _ = writeln!(
+                        x,
+                        "#EXT-X-KEY:METHOD=AES-128,URI=\"{}\",IV=0x{}",
+                        key_uri(&k.kid),
+                        hex(&seg_iv)
+                    );
+                }
+                // Clear lead under AES-128: the clear segments themselves (shared with the clear
+                // variant's cache entries).
+                _ => seg_variant = Variant::Clear,
+            },
+            Variant::Clear => {}
+        }
         let _ = writeln!(
             x,
             "#EXTINF:{s:.6},\n{}",
-            naming::segment(i.saturating_add(naming::START_NUMBER))
+            naming::segment(number, seg_variant)
         );
     }
     x.push_str("#EXT-X-ENDLIST\n");
     x
+}
+
+/// SAMPLE-AES key tags for one key id, in the forms players need for ClearKey (spec-notes §7,
+/// testing-notes): `identity` (raw key at our key URI, shaka-player) and `org.w3.clearkey`
+/// (hls.js: key id from KEYID / the common pssh; license from the player's configuration).
+fn sample_aes_keys(x: &mut String, variant: Variant, kid: &crate::crypto::KeyId) {
+    let method = if variant == Variant::Cbcs {
+        "SAMPLE-AES"
+    } else {
+        "SAMPLE-AES-CTR"
+    };
+    let _ = writeln!(
+        x,
+        "#EXT-X-KEY:METHOD={method},URI=\"{}\",KEYFORMAT=\"identity\",KEYFORMATVERSIONS=\"1\"",
+        key_uri(kid)
+    );
+    let _ = writeln!(
+        x,
+        "#EXT-X-KEY:METHOD={method},URI=\"data:text/plain;base64,{}\",KEYID=0x{},KEYFORMAT=\"org.w3.clearkey\",KEYFORMATVERSIONS=\"1\"",
+        super::dash::base64(&pssh::common(&[*kid])),
+        kid.hex()
+    );
 }
 
 fn by_kind(asset: &Asset, kind: TrackKind) -> Vec<&Rendition> {

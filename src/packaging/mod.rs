@@ -17,6 +17,7 @@ pub mod fmp4;
 pub mod hls;
 pub mod naming;
 pub mod plan;
+pub mod protect;
 
 use crate::index::{TrackIndex, TrackKind};
 

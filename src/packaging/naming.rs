@@ -1,19 +1,52 @@
 //! Segment and playlist names, shared by the manifests and `http::routes` so they cannot drift.
+//! A protection variant goes before the extension: `init.cenc.mp4`, `3.cbcs.m4s`,
+//! `media.aes128.m3u8`; clear names have no suffix.
 
-/// DASH manifest file name.
-pub const MPD: &str = "manifest.mpd";
-/// HLS multivariant playlist file name.
-pub const MASTER: &str = "master.m3u8";
-/// HLS media playlist file name (under the rendition).
-pub const MEDIA_PLAYLIST: &str = "media.m3u8";
-/// Init segment file name (under the rendition).
-pub const INIT: &str = "init.mp4";
-/// Media segment extension.
-pub const SEGMENT_EXT: &str = ".m4s";
+use crate::drm::Variant;
+
+/// DASH manifest stem (`manifest.mpd`).
+pub const MPD_STEM: &str = "manifest";
+/// DASH manifest extension.
+pub const MPD_EXT: &str = "mpd";
+/// HLS multivariant playlist stem (`master.m3u8`).
+pub const MASTER_STEM: &str = "master";
+/// HLS media playlist stem (`media.m3u8`, under the rendition).
+pub const MEDIA_STEM: &str = "media";
+/// Playlist extension.
+pub const PLAYLIST_EXT: &str = "m3u8";
+/// Init segment stem (`init.mp4`).
+pub const INIT_STEM: &str = "init";
+/// Init segment extension.
+pub const INIT_EXT: &str = "mp4";
+/// Media segment extension (`3.m4s`).
+pub const SEGMENT_EXT: &str = "m4s";
 /// First segment number.
 pub const START_NUMBER: usize = 1;
 
-/// `{n}.m4s`
-pub fn segment(n: usize) -> String {
-    format!("{n}{SEGMENT_EXT}")
+/// `stem[.variant].ext`
+pub fn file(stem: &str, variant: Variant, ext: &str) -> String {
+    match variant {
+        Variant::Clear => format!("{stem}.{ext}"),
+        v => format!("{stem}.{}.{ext}", v.suffix()),
+    }
+}
+
+/// Media segment `n` of a variant.
+pub fn segment(n: usize, variant: Variant) -> String {
+    file(&n.to_string(), variant, SEGMENT_EXT)
+}
+
+/// Init segment of a variant.
+pub fn init(variant: Variant) -> String {
+    file(INIT_STEM, variant, INIT_EXT)
+}
+
+/// Media playlist of a variant.
+pub fn media_playlist(variant: Variant) -> String {
+    file(MEDIA_STEM, variant, PLAYLIST_EXT)
+}
+
+/// DASH `SegmentTemplate@media` file part of a variant (`$Number$.cenc.m4s`).
+pub fn segment_template(variant: Variant) -> String {
+    file("$Number$", variant, SEGMENT_EXT)
 }

@@ -97,7 +97,12 @@ pub struct Asset {
     pub warnings: Vec<String>,
     /// Latest modification time among its files.
     pub modified: std::time::SystemTime,
+    /// Unique per built asset (process-wide counter): keys the manifest cache, so a rebuilt
+    /// asset never reuses a manifest of its previous files.
+    pub generation: u64,
 }
+
+static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Asset {
     /// Rendition by URL id.
@@ -203,12 +208,14 @@ pub fn plan(id: &str, files: Vec<Arc<SourceFile>>, target: f64) -> Asset {
             )
         })
         .fold(0.0, f64::max);
+    let generation = GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Asset {
         id: id.to_owned(),
         renditions,
         duration,
         warnings,
         modified,
+        generation,
     }
 }
 

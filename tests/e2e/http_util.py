@@ -52,7 +52,7 @@ def copy_sample(rel, dst):
 def write_config(path, rescan_interval_ms=200, stable_after_ms=500, extra=""):
     path = Path(path)
     path.write_text(
-        "[assets]\n"
+        "[storage]\n"
         f"rescan_interval_ms = {rescan_interval_ms}\n"
         f"stable_after_ms = {stable_after_ms}\n" + extra
     )

@@ -1,0 +1,326 @@
+//! Protected outputs: CENC (`cenc`, `cbcs`) init and media segments, and HLS AES-128 segments.
+//!
+//! Sample bytes are read with `pread` (never through the mapping, see `storage::mmap`), encrypted
+//! in place, and written after a `moof` carrying `saiz`/`saio`/`senc`. Everything is a pure
+//! function of (file, plan, key, stream id), so a segment is byte-identical on every request
+//! and every origin node.
+
+use crate::codec::{self, NalContext};
+use crate::crypto::{self, cbcs, cenc, iv, Key, KeyId, Subsample};
+use crate::drm::{pssh, Variant};
+use crate::index::{ReadAt, TrackIndex, TrackKind};
+use crate::mp4::codes::*;
+use crate::mp4::reader::{self, Reader};
+use crate::mp4::writer::{write_box, write_full_box, PutBe};
+use crate::mp4::{FourCC, Sample};
+
+use super::fmp4::{self, FragmentOptions, SampleAux, SegmentError};
+
+/// Why a protected output cannot be produced.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtectError {
+    /// The track's codec cannot be protected correctly by us under this scheme.
+    #[error("cannot protect track {track} ({codec}) with {variant}: {reason}")]
+    Unsupported {
+        /// Track id.
+        track: u32,
+        /// Codec string.
+        codec: String,
+        /// Requested variant.
+        variant: Variant,
+        /// Why.
+        reason: String,
+    },
+    /// A sample's bitstream could not be mapped (slice header unparsable).
+    #[error("sample {index} of track {track}: {source}")]
+    Bitstream {
+        /// Track id.
+        track: u32,
+        /// Sample index in the track.
+        index: usize,
+        /// Parser error.
+        source: codec::Error,
+    },
+    /// Reading sample bytes failed (the file changed under us).
+    #[error("reading samples: {0}")]
+    Io(#[from] std::io::Error),
+    /// Segment assembly failed.
+    #[error(transparent)]
+    Segment(#[from] SegmentError),
+    /// Cipher error (a map that does not fit the sample).
+    #[error("encryption: {0}")]
+    Crypto(#[from] crypto::Error),
+    /// The source `stsd` is malformed.
+    #[error("sample description: {0}")]
+    Stsd(#[from] crate::mp4::Error),
+}
+
+/// Keys and identity of one protected stream (a rendition of an asset).
+pub struct StreamKey<'a> {
+    /// Key id.
+    pub kid: KeyId,
+    /// Content key.
+    pub key: &'a Key,
+    /// `iv::stream_id` of (asset, rendition).
+    pub stream_id: [u8; 16],
+}
+
+/// 1:9 pattern for video (`cbcs`), whole-block for audio.
+fn pattern(kind: TrackKind) -> (u8, u8) {
+    if kind == TrackKind::Video {
+        (1, 9)
+    } else {
+        (0, 0)
+    }
+}
+
+/// Checks that we can protect this track with `variant`, and returns its bitstream context
+/// (for NAL video) so the first failure is reported at manifest time, not mid-playback.
+pub fn check(track: &TrackIndex, variant: Variant) -> Result<Option<NalContext>, ProtectError> {
+    let unsupported = |reason: String| ProtectError::Unsupported {
+        track: track.id,
+        codec: track.entry.codec.clone(),
+        variant,
+        reason,
+    };
+    match track.kind {
+        TrackKind::Video => {
+            let f = track.entry.format;
+            let ctx = if f == AVC1 || f == AVC3 {
+                NalContext::from_avcc(&track.entry.decoder_config)
+            } else if f == HVC1 || f == HEV1 {
+                NalContext::from_hvcc(&track.entry.decoder_config)
+            } else {
+                return Err(unsupported(format!("no subsample mapper for '{f}'")));
+            };
+            ctx.map(Some).map_err(|e| unsupported(e.to_string()))
+        }
+        TrackKind::Audio => {
+            let f = track.entry.format;
+            if f == MP4A || f == AC_3 || f == EC_3 {
+                Ok(None)
+            } else {
+                Err(unsupported(format!("no full-sample rule for '{f}'")))
+            }
+        }
+        TrackKind::Text => Err(unsupported("text tracks are not encrypted".into())),
+    }
+}
+
+/// The protected `stsd`: the original entry renamed `encv`/`enca` with a `sinf` appended; with a
+/// clear lead, the original entry follows as index 2 for the clear fragments.
+pub fn protected_stsd(
+    track: &TrackIndex,
+    variant: Variant,
+    kid: &KeyId,
+    constant_iv: Option<&[u8; 16]>,
+    clear_lead: bool,
+) -> Result<Vec<u8>, ProtectError> {
+    let stsd = &track.init_boxes.stsd;
+    let body = reader::require(stsd, FourCC(*b"file"), STSD)?.body;
+    let mut r = Reader::new(body, STSD);
+    r.full_header()?;
+    r.u32()?;
+    let entry = reader::boxes(r.rest(), STSD)
+        .next()
+        .ok_or(crate::mp4::Error::Missing(STSD))??;
+    let original = entry.whole(r.rest());
+    let protected_format = if track.kind == TrackKind::Video {
+        ENCV
+    } else {
+        ENCA
+    };
+    let mut out = Vec::with_capacity(stsd.len().saturating_mul(2).saturating_add(128));
+    write_full_box(&mut out, STSD, 0, 0, |o| {
+        o.put_u32(if clear_lead { 2 } else { 1 });
+        write_box(o, protected_format, |o| {
+            o.extend_from_slice(entry.body);
+            write_sinf(o, entry.kind, variant, track.kind, kid, constant_iv);
+        });
+        if clear_lead {
+            o.extend_from_slice(original);
+        }
+    });
+    Ok(out)
+}
+
+fn write_sinf(
+    o: &mut Vec<u8>,
+    original: FourCC,
+    variant: Variant,
+    kind: TrackKind,
+    kid: &KeyId,
+    civ: Option<&[u8; 16]>,
+) {
+    write_box(o, SINF, |o| {
+        write_box(o, FRMA, |o| o.extend_from_slice(&original.0));
+        write_full_box(o, SCHM, 0, 0, |o| {
+            o.extend_from_slice(if variant == Variant::Cbcs {
+                b"cbcs"
+            } else {
+                b"cenc"
+            });
+            o.put_u32(0x0001_0000);
+        });
+        write_box(o, SCHI, |o| {
+            // tenc v0 for cenc, v1 (pattern fields) for cbcs, also with a 0:0 audio pattern.
+            let cbcs = variant == Variant::Cbcs;
+            write_full_box(o, TENC, u8::from(cbcs), 0, |o| {
+                o.push(0);
+                let (crypt, skip) = pattern(kind);
+                o.push(if cbcs { (crypt << 4) | skip } else { 0 });
+                o.push(1); // default_isProtected
+                o.push(if cbcs { 0 } else { 8 }); // per-sample IV size
+                o.extend_from_slice(&kid.0);
+                if let (true, Some(iv)) = (cbcs, civ) {
+                    o.push(16);
+                    o.extend_from_slice(iv);
+                }
+            });
+        });
+    });
+}
+
+/// Protected init segment: protected `stsd` plus a W3C common `pssh` naming the key id.
+pub fn init_segment(
+    mvhd: &[u8],
+    track: &TrackIndex,
+    variant: Variant,
+    sk: &StreamKey<'_>,
+    clear_lead: bool,
+    extra_pssh: &[Vec<u8>],
+) -> Result<Vec<u8>, ProtectError> {
+    check(track, variant)?;
+    let civ = (variant == Variant::Cbcs).then(|| iv::cbcs_constant_iv(sk.key, &sk.stream_id));
+    let stsd = protected_stsd(track, variant, &sk.kid, civ.as_ref(), clear_lead)?;
+    let mut psshs = pssh::common(&[sk.kid]);
+    for p in extra_pssh {
+        psshs.extend_from_slice(p);
+    }
+    Ok(fmp4::init_segment_with(mvhd, track, &stsd, &psshs))
+}
+
+/// Reads the bytes of `samples` (in order) with positioned reads.
+pub fn read_samples<R: ReadAt + ?Sized>(
+    file: &R,
+    samples: &[Sample],
+) -> Result<Vec<u8>, ProtectError> {
+    let total: u64 = samples.iter().map(|s| u64::from(s.size)).sum();
+    let mut data = vec![0u8; usize::try_from(total).map_err(|_| SegmentError::TooLarge)?];
+    let mut at = 0usize;
+    for (offset, len) in fmp4::runs(samples) {
+        let len = usize::try_from(len).map_err(|_| SegmentError::TooLarge)?;
+        let end = at.saturating_add(len);
+        let dst = data.get_mut(at..end).ok_or(SegmentError::TooLarge)?;
+        file.read_exact_at(dst, offset)?;
+        at = end;
+    }
+    Ok(data)
+}
+
+/// A CENC media segment. `first_index` is the track index of `samples[0]` (IV derivation);
+/// `clear` writes a clear-lead fragment that points at the clear sample entry (index 2).
+#[allow(clippy::too_many_arguments)]
+pub fn cenc_segment<R: ReadAt + ?Sized>(
+    file: &R,
+    track: &TrackIndex,
+    variant: Variant,
+    sk: &StreamKey<'_>,
+    sequence: u32,
+    base_decode_time: u64,
+    samples: &[Sample],
+    first_index: usize,
+    clear: bool,
+    has_clear_entry: bool,
+) -> Result<Vec<u8>, ProtectError> {
+    let nal = check(track, variant)?;
+    let mut data = read_samples(file, samples)?;
+    if clear {
+        let opts = FragmentOptions {
+            sample_description_index: Some(2),
+            aux: None,
+        };
+        let mut out = fmp4::segment_header(track.id, sequence, base_decode_time, samples, &opts)?;
+        out.extend_from_slice(&data);
+        return Ok(out);
+    }
+    let scheme = if variant == Variant::Cbcs {
+        codec::Scheme::Cbcs
+    } else {
+        codec::Scheme::Cenc
+    };
+    let mut ivs: Vec<[u8; 8]> = Vec::new();
+    let mut maps: Vec<Vec<Subsample>> = Vec::with_capacity(samples.len());
+    let civ = iv::cbcs_constant_iv(sk.key, &sk.stream_id);
+    let (crypt, skip) = pattern(track.kind);
+    let mut ctx = nal;
+    let mut at = 0usize;
+    for (i, s) in samples.iter().enumerate() {
+        let len = usize::try_from(s.size).map_err(|_| SegmentError::TooLarge)?;
+        let end = at.saturating_add(len);
+        let sample = data.get_mut(at..end).ok_or(SegmentError::TooLarge)?;
+        at = end;
+        let index = first_index.saturating_add(i);
+        let map = match ctx.as_mut() {
+            Some(ctx) => {
+                ctx.subsamples(sample, scheme)
+                    .map_err(|source| ProtectError::Bitstream {
+                        track: track.id,
+                        index,
+                        source,
+                    })?
+            }
+            None => Vec::new(),
+        };
+        if variant == Variant::Cbcs {
+            cbcs::encrypt_sample(sk.key, &civ, sample, &map, crypt, skip)?;
+        } else {
+            let sample_iv = iv::cenc_sample_iv(sk.key, &sk.stream_id, index as u64);
+            cenc::encrypt_sample(sk.key, &sample_iv, sample, &map)?;
+            ivs.push(sample_iv);
+        }
+        maps.push(map);
+    }
+    let opts = FragmentOptions {
+        sample_description_index: has_clear_entry.then_some(1),
+        aux: Some(SampleAux {
+            ivs: &ivs,
+            subsamples: &maps,
+        }),
+    };
+    let mut out = fmp4::segment_header(track.id, sequence, base_decode_time, samples, &opts)?;
+    out.append(&mut data);
+    Ok(out)
+}
+
+/// An HLS AES-128 segment: the clear segment, encrypted whole with the envelope key.
+pub fn aes128_segment<R: ReadAt + ?Sized>(
+    file: &R,
+    track: &TrackIndex,
+    key: &Key,
+    segment_iv: &[u8; 16],
+    sequence: u32,
+    base_decode_time: u64,
+    samples: &[Sample],
+) -> Result<Vec<u8>, ProtectError> {
+    let data = read_samples(file, samples)?;
+    let mut clear = fmp4::segment_header(
+        track.id,
+        sequence,
+        base_decode_time,
+        samples,
+        &FragmentOptions::default(),
+    )?;
+    clear.extend_from_slice(&data);
+    Ok(crypto::hls::encrypt_segment(key, segment_iv, &clear))
+}
+
+/// The 16-byte stream identity of a rendition of an asset, input of the IV derivation.
+pub fn stream_id(asset: &str, rendition: &str) -> [u8; 16] {
+    let a = crate::storage::fnv1a(&[b"stream-a", asset.as_bytes(), b"/", rendition.as_bytes()]);
+    let b = crate::storage::fnv1a(&[b"stream-b", asset.as_bytes(), b"/", rendition.as_bytes()]);
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&a.to_be_bytes());
+    out[8..].copy_from_slice(&b.to_be_bytes());
+    out
+}
