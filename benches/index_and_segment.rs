@@ -34,9 +34,7 @@ fn bench_index(c: &mut Criterion) {
     let mut g = c.benchmark_group("index_build");
     for path in ["assets/progressive.mp4", "assets/multi/video_360p.mp4"] {
         let bytes = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).expect("asset");
-        g.bench_function(path, |b| {
-            b.iter(|| index::build(black_box(&bytes[..]), bytes.len() as u64).expect("index"))
-        });
+        g.bench_function(path, |b| b.iter(|| index::build(black_box(&bytes[..]), bytes.len() as u64).expect("index")));
     }
     g.finish();
 }
@@ -50,53 +48,27 @@ fn bench_segment(c: &mut Criterion) {
     let mut g = c.benchmark_group("segment_build");
     g.throughput(Throughput::Bytes(seg.bytes));
     g.bench_function("media_segment_zero_copy", |b| {
-        b.iter(|| {
-            fmp4::media_segment(track, 1, seg.dts, black_box(samples), &src.mapped)
-                .expect("segment")
-        })
+        b.iter(|| fmp4::media_segment(track, 1, seg.dts, black_box(samples), &src.mapped).expect("segment"))
     });
     // Baseline: copying the segment's sample bytes once (what a non-zero-copy origin pays).
-    let data =
-        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/multi/video_360p.mp4"))
-            .expect("asset");
+    let data = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/multi/video_360p.mp4")).expect("asset");
     let first = samples[0].offset as usize;
     let len = seg.bytes as usize;
-    g.bench_function("baseline_memcpy_same_bytes", |b| {
-        b.iter(|| black_box(data[first..first + len].to_vec()))
-    });
-    g.bench_function("init_segment", |b| {
-        b.iter(|| fmp4::init_segment(&src.index.mvhd, black_box(track)))
-    });
+    g.bench_function("baseline_memcpy_same_bytes", |b| b.iter(|| black_box(data[first..first + len].to_vec())));
+    g.bench_function("init_segment", |b| b.iter(|| fmp4::init_segment(&src.index.mvhd, black_box(track))));
     g.finish();
 
-    let multi: Vec<Arc<SourceFile>> = [
-        "video_180p",
-        "video_270p",
-        "video_360p",
-        "audio_en",
-        "audio_fr",
-    ]
-    .iter()
-    .map(|n| source(&format!("assets/multi/{n}.mp4")))
-    .collect();
+    let multi: Vec<Arc<SourceFile>> = ["video_180p", "video_270p", "video_360p", "audio_en", "audio_fr"]
+        .iter()
+        .map(|n| source(&format!("assets/multi/{n}.mp4")))
+        .collect();
     let asset = plan("multi", multi, 4.0);
     let clear = Policy::clear();
     let mut g = c.benchmark_group("manifest");
-    g.bench_function("mpd_multi", |b| {
-        b.iter(|| dash::mpd(black_box(&asset), Variant::Clear, &clear))
-    });
-    g.bench_function("hls_master_multi", |b| {
-        b.iter(|| hls::master(black_box(&asset), Variant::Clear))
-    });
+    g.bench_function("mpd_multi", |b| b.iter(|| dash::mpd(black_box(&asset), Variant::Clear, &clear)));
+    g.bench_function("hls_master_multi", |b| b.iter(|| hls::master(black_box(&asset), Variant::Clear)));
     g.bench_function("hls_media_multi", |b| {
-        b.iter(|| {
-            hls::media(
-                "multi",
-                black_box(&asset.renditions[0]),
-                Variant::Clear,
-                &clear,
-            )
-        })
+        b.iter(|| hls::media("multi", black_box(&asset.renditions[0]), Variant::Clear, &clear))
     });
     g.finish();
 }

@@ -10,7 +10,8 @@ use serde::Deserialize;
 
 use crate::crypto::{Key, KeyId};
 use crate::drm::pattern::Pattern;
-use crate::drm::{ContentKey, Drm, KeyDelivery, Policy, Variant};
+use crate::drm::store::{Key30, KeyStore, Mode};
+use crate::drm::{ContentKey, Drm, KeyDelivery, KeyScope, KeySpec, Policy, PolicyKeys, System, Variant};
 
 /// Default target segment duration (seconds).
 pub const DEFAULT_TARGET_SEGMENT: f64 = 4.0;
@@ -34,6 +35,21 @@ struct Raw {
     policies: BTreeMap<String, RawPolicy>,
     #[serde(default)]
     assets: Vec<RawAssetRule>,
+    #[serde(default)]
+    keystore: RawKeyStore,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKeyStore {
+    path: Option<PathBuf>,
+    seed: Option<String>,
+}
+
+impl std::fmt::Debug for RawKeyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawKeyStore").field("path", &self.path).finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -52,9 +68,7 @@ struct RawKey {
 
 impl std::fmt::Debug for RawKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RawKey")
-            .field("kid", &self.kid)
-            .finish_non_exhaustive()
+        f.debug_struct("RawKey").field("kid", &self.kid).finish_non_exhaustive()
     }
 }
 
@@ -66,6 +80,10 @@ struct RawPolicy {
     clear_lead_segments: Option<usize>,
     allow_clear: Option<bool>,
     key_delivery: Option<String>,
+    key_group: Option<String>,
+    drm_systems: Option<Vec<String>>,
+    #[serde(default)]
+    license_urls: BTreeMap<String, String>,
     #[serde(default)]
     keys: RawPolicyKeys,
 }
@@ -74,6 +92,9 @@ struct RawPolicy {
 #[serde(deny_unknown_fields)]
 struct RawPolicyKeys {
     video: Option<String>,
+    sd: Option<String>,
+    hd: Option<String>,
+    uhd: Option<String>,
     audio: Option<String>,
     envelope: Option<String>,
 }
@@ -169,14 +190,19 @@ pub struct ConfigError {
 impl Config {
     /// Loads `path` (if any), applies `overrides`, validates.
     pub fn load(path: Option<&Path>, overrides: Overrides) -> Result<Config, ConfigError> {
+        Config::reload(path, overrides, None)
+    }
+
+    /// Like [`Config::load`], reusing the key store of the configuration in force when the new
+    /// one names the same store: two stores over one file could each create a key for one label.
+    pub fn reload(path: Option<&Path>, overrides: Overrides, previous: Option<&Drm>) -> Result<Config, ConfigError> {
         let file = path.map_or("<defaults>".to_owned(), |p| p.display().to_string());
+        let mut text = String::new();
         let raw: Raw = match path {
             None => Raw::default(),
             Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|e| ConfigError {
-                    file: file.clone(),
-                    errors: vec![format!("cannot read: {e}")],
-                })?;
+                text = std::fs::read_to_string(p)
+                    .map_err(|e| ConfigError { file: file.clone(), errors: vec![format!("cannot read: {e}")] })?;
                 toml::from_str(&text).map_err(|e| ConfigError {
                     file: file.clone(),
                     errors: vec![e.to_string().trim().replace('\n', "\n  ")],
@@ -184,20 +210,13 @@ impl Config {
             }
         };
         let mut errors = Vec::new();
-        let target = raw
-            .packaging
-            .target_segment_duration_secs
-            .unwrap_or(DEFAULT_TARGET_SEGMENT);
+        let target = raw.packaging.target_segment_duration_secs.unwrap_or(DEFAULT_TARGET_SEGMENT);
         if !(0.5..=60.0).contains(&target) {
-            errors.push(format!(
-                "packaging.target_segment_duration_secs: {target} is outside 0.5..=60"
-            ));
+            errors.push(format!("packaging.target_segment_duration_secs: {target} is outside 0.5..=60"));
         }
         let rescan = raw.storage.rescan_interval_ms.unwrap_or(1000);
         if !(50..=60_000).contains(&rescan) {
-            errors.push(format!(
-                "assets.rescan_interval_ms: {rescan} is outside 50..=60000"
-            ));
+            errors.push(format!("assets.rescan_interval_ms: {rescan} is outside 50..=60000"));
         }
         let stable = raw.storage.stable_after_ms.unwrap_or(1000);
         if stable > 600_000 {
@@ -216,14 +235,8 @@ impl Config {
             errors.push("server.max_connections: must be at least 1".to_owned());
         }
         for (field, v) in [
-            (
-                "http.cache_control_segments",
-                &raw.http.cache_control_segments,
-            ),
-            (
-                "http.cache_control_manifests",
-                &raw.http.cache_control_manifests,
-            ),
+            ("http.cache_control_segments", &raw.http.cache_control_segments),
+            ("http.cache_control_manifests", &raw.http.cache_control_manifests),
         ] {
             if let Some(v) = v {
                 if !v.bytes().all(|b| (0x20..0x7f).contains(&b)) {
@@ -231,35 +244,26 @@ impl Config {
                 }
             }
         }
-        let listen = overrides
-            .listen
-            .or(raw.server.listen.clone())
-            .unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+        let listen = overrides.listen.or(raw.server.listen.clone()).unwrap_or_else(|| "127.0.0.1:8080".to_owned());
         if listen.parse::<std::net::SocketAddr>().is_err() {
-            errors.push(format!(
-                "server.listen: '{listen}' is not an address like 127.0.0.1:8080"
-            ));
+            errors.push(format!("server.listen: '{listen}' is not an address like 127.0.0.1:8080"));
         }
-        let drm = build_drm(&raw, &mut errors);
+        let drm = build_drm(&raw, &mut errors, previous);
         let cache_mb = raw.cache.encrypted_segments_mb.unwrap_or(256);
         if cache_mb > 1 << 20 {
-            errors.push(format!(
-                "cache.encrypted_segments_mb: {cache_mb} is above 1048576"
-            ));
+            errors.push(format!("cache.encrypted_segments_mb: {cache_mb} is above 1048576"));
         }
         let max_enc = raw.cache.max_concurrent_encryptions.unwrap_or(4);
         if max_enc == 0 {
             errors.push("cache.max_concurrent_encryptions: must be at least 1".to_owned());
         }
         if !errors.is_empty() {
+            let errors = errors.into_iter().map(|e| with_line(&text, e)).collect();
             return Err(ConfigError { file, errors });
         }
         Ok(Config {
             listen,
-            assets_dir: overrides
-                .assets_dir
-                .or(raw.storage.dir)
-                .unwrap_or_else(|| PathBuf::from("assets")),
+            assets_dir: overrides.assets_dir.or(raw.storage.dir).unwrap_or_else(|| PathBuf::from("assets")),
             rescan_interval: Duration::from_millis(rescan),
             stable_after: Duration::from_millis(stable),
             target_segment: target,
@@ -267,10 +271,7 @@ impl Config {
                 .http
                 .cache_control_segments
                 .unwrap_or_else(|| "public, max-age=31536000, immutable".to_owned()),
-            cache_control_manifests: raw
-                .http
-                .cache_control_manifests
-                .unwrap_or_else(|| "public, max-age=2".to_owned()),
+            cache_control_manifests: raw.http.cache_control_manifests.unwrap_or_else(|| "public, max-age=2".to_owned()),
             header_read_timeout: Duration::from_secs(header_timeout),
             idle_timeout: Duration::from_secs(idle),
             max_connections,
@@ -283,34 +284,27 @@ impl Config {
 
 /// Keys, policies and rules; every problem goes to `errors` (nothing is half-applied: the
 /// caller discards the result when `errors` is not empty).
-fn build_drm(raw: &Raw, errors: &mut Vec<String>) -> Drm {
+fn build_drm(raw: &Raw, errors: &mut Vec<String>, previous: Option<&Drm>) -> Drm {
     let mut drm = Drm::default();
+    let mut store_needed = false;
+    let wants_store = &mut store_needed;
     let mut by_name: BTreeMap<&str, Arc<ContentKey>> = BTreeMap::new();
     for (name, k) in &raw.keys {
         let kid = KeyId::parse(&k.kid);
         // Never echo the key value in an error: it is a secret.
         let key = Key::parse_hex(&k.key);
         if kid.is_none() {
-            errors.push(format!(
-                "keys.{name}.kid: '{}' is not 32 hex digits (UUID dashes allowed)",
-                k.kid
-            ));
+            errors.push(format!("keys.{name}.kid: '{}' is not 32 hex digits (UUID dashes allowed)", k.kid));
         }
         if key.is_none() {
-            errors.push(format!(
-                "keys.{name}.key: not 32 hex digits (value not shown)"
-            ));
+            errors.push(format!("keys.{name}.key: not 32 hex digits (value not shown)"));
         }
         if let (Some(kid), Some(key)) = (kid, key) {
             if drm.keys.contains_key(&kid) {
                 errors.push(format!("keys.{name}.kid: {kid} is used by another key"));
                 continue;
             }
-            let ck = Arc::new(ContentKey {
-                name: name.clone(),
-                kid,
-                key,
-            });
+            let ck = Arc::new(ContentKey { name: name.clone(), kid, key });
             drm.keys.insert(kid, ck.clone());
             by_name.insert(name, ck);
         }
@@ -331,72 +325,112 @@ fn build_drm(raw: &Raw, errors: &mut Vec<String>) -> Drm {
                     }
                     Some(var) if !out.contains(&var) => out.push(var),
                     Some(_) => errors.push(format!("{}: '{v}' listed twice", field(f))),
-                    None => errors.push(format!(
-                        "{}: unknown variant '{v}' (clear, cenc, cbcs, aes128)",
-                        field(f)
-                    )),
+                    None => errors.push(format!("{}: unknown variant '{v}' (clear, cenc, cbcs, aes128)", field(f))),
                 }
             }
             out
         };
         let dash = variants("dash", &p.dash);
         let hls = variants("hls", &p.hls);
-        let mut key = |f: &str, n: &Option<String>| -> Option<Arc<ContentKey>> {
+        let mut key = |f: &str, n: &Option<String>| -> Option<KeySpec> {
             let n = n.as_ref()?;
+            if n == "auto" {
+                return Some(KeySpec::Auto);
+            }
             let k = by_name.get(n.as_str()).cloned();
             if k.is_none() {
-                errors.push(format!(
-                    "policies.{name}.keys.{f}: no key named '{n}' in [keys]"
-                ));
+                errors.push(format!("policies.{name}.keys.{f}: no key named '{n}' in [keys] (or \"auto\")"));
             }
-            k
+            k.map(KeySpec::Named)
         };
-        let video_key = key("video", &p.keys.video);
-        let audio_key = key("audio", &p.keys.audio);
-        let envelope_key = key("envelope", &p.keys.envelope);
+        let keys = PolicyKeys {
+            video: key("video", &p.keys.video),
+            sd: key("sd", &p.keys.sd),
+            hd: key("hd", &p.keys.hd),
+            uhd: key("uhd", &p.keys.uhd),
+            audio: key("audio", &p.keys.audio),
+            envelope: key("envelope", &p.keys.envelope),
+        };
+        let video_given = [&p.keys.video, &p.keys.sd, &p.keys.hd, &p.keys.uhd].iter().any(|k| k.is_some());
         let needs_cenc = dash.iter().chain(&hls).any(|v| v.is_cenc_family());
-        if needs_cenc && video_key.is_none() && p.keys.video.is_none() {
-            errors.push(format!(
-                "{}: cenc/cbcs variants need keys.video",
-                field("keys")
-            ));
+        if needs_cenc && !video_given {
+            errors.push(format!("{}: cenc/cbcs variants need keys.video (or sd/hd/uhd)", field("keys")));
         }
-        if hls.contains(&Variant::Aes128) && envelope_key.is_none() && p.keys.envelope.is_none() {
-            errors.push(format!(
-                "{}: the aes128 variant needs keys.envelope",
-                field("keys")
-            ));
+        if hls.contains(&Variant::Aes128) && p.keys.envelope.is_none() {
+            errors.push(format!("{}: the aes128 variant needs keys.envelope", field("keys")));
         }
-        if let (Some(e), Some(v)) = (&envelope_key, &video_key) {
-            if e.kid == v.kid {
-                errors.push(format!(
-                    "{}: the envelope key must differ from the CENC key",
-                    field("keys.envelope")
-                ));
+        if let Some(KeySpec::Named(e)) = &keys.envelope {
+            let cenc_named = [&keys.video, &keys.sd, &keys.hd, &keys.uhd, &keys.audio];
+            if cenc_named.iter().any(|k| matches!(k, Some(KeySpec::Named(c)) if c.kid == e.kid)) {
+                errors.push(format!("{}: the envelope key must differ from the CENC keys", field("keys.envelope")));
+            }
+        }
+        let uses_auto = [&keys.video, &keys.sd, &keys.hd, &keys.uhd, &keys.audio, &keys.envelope]
+            .iter()
+            .any(|k| matches!(k, Some(KeySpec::Auto)));
+        if uses_auto {
+            *wants_store = true;
+        }
+        let key_scope = match &p.key_group {
+            None => KeyScope::Asset,
+            Some(g) if crate::storage::catalog::valid_name(g) => KeyScope::Group(g.clone()),
+            Some(g) => {
+                errors.push(format!("{}: '{g}' must be a name of [A-Za-z0-9._-]", field("key_group")));
+                KeyScope::Asset
+            }
+        };
+        let mut systems = Vec::new();
+        for s in p.drm_systems.clone().unwrap_or_else(|| vec!["clearkey".to_owned()]) {
+            match System::parse(&s) {
+                Some(sys) if !systems.contains(&sys) => systems.push(sys),
+                Some(_) => errors.push(format!("{}: '{s}' listed twice", field("drm_systems"))),
+                None => errors.push(format!(
+                    "{}: unknown system '{s}' (clearkey, widevine, playready, fairplay)",
+                    field("drm_systems")
+                )),
+            }
+        }
+        let mut license_urls = BTreeMap::new();
+        for (sys, url) in &p.license_urls {
+            match System::parse(sys) {
+                Some(s) => {
+                    let ok = (url.starts_with("https://")
+                        || url.starts_with("http://")
+                        || url.starts_with("skd://")
+                        || url.starts_with('/'))
+                        && !url.contains('"')
+                        && !url.chars().any(char::is_whitespace);
+                    if ok {
+                        license_urls.insert(s, url.clone());
+                    } else {
+                        errors.push(format!(
+                            "{}: '{url}' is not an http(s)/skd URL or absolute path",
+                            field(&format!("license_urls.{sys}"))
+                        ));
+                    }
+                }
+                None => errors.push(format!("{}: unknown system '{sys}'", field("license_urls"))),
             }
         }
         let key_delivery = match p.key_delivery.as_deref() {
             None | Some("none") => KeyDelivery::None,
             Some("open") => KeyDelivery::Open,
             Some(other) => {
-                errors.push(format!(
-                    "{}: '{other}' is not one of none, open",
-                    field("key_delivery")
-                ));
+                errors.push(format!("{}: '{other}' is not one of none, open", field("key_delivery")));
                 KeyDelivery::None
             }
         };
         let policy = Policy {
             name: name.clone(),
-            allow_clear: p.allow_clear.unwrap_or(false)
-                || !dash.iter().chain(&hls).any(|v| *v != Variant::Clear),
+            allow_clear: p.allow_clear.unwrap_or(false) || !dash.iter().chain(&hls).any(|v| *v != Variant::Clear),
             dash,
             hls,
             clear_lead_segments: p.clear_lead_segments.unwrap_or(0),
             key_delivery,
-            video_key,
-            audio_key,
-            envelope_key,
+            keys,
+            key_scope,
+            systems,
+            license_urls,
         };
         policies.insert(name, Arc::new(policy));
     }
@@ -410,17 +444,80 @@ fn build_drm(raw: &Raw, errors: &mut Vec<String>) -> Drm {
         }
         let policy = policies.get(rule.policy.as_str()).cloned();
         if policy.is_none() {
-            errors.push(format!(
-                "assets[{i}].policy: no policy named '{}' in [policies]",
-                rule.policy
-            ));
+            errors.push(format!("assets[{i}].policy: no policy named '{}' in [policies]", rule.policy));
         }
         if let (Some(pat), Some(pol)) = (pattern, policy) {
             drm.rules.push((pat, pol));
         }
     }
+    if store_needed || raw.keystore.seed.is_some() || raw.keystore.path.is_some() {
+        let mode = match &raw.keystore.seed {
+            Some(b64) => match crate::drm::b64::decode(b64.trim()) {
+                Some(seed) if seed.len() >= 30 => Some(Mode::Seed(Key30(seed))),
+                _ => {
+                    errors.push("keystore.seed: must be base64 of at least 30 bytes (value not shown)".to_owned());
+                    None
+                }
+            },
+            None => {
+                Some(Mode::Persistent(raw.keystore.path.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_KEYSTORE))))
+            }
+        };
+        if let Some(mode) = mode {
+            let reuse = previous.and_then(|p| p.store.clone()).filter(|s| s.same_source(&mode));
+            match reuse {
+                Some(s) => drm.store = Some(s),
+                None => match KeyStore::open(mode) {
+                    Ok(s) => drm.store = Some(Arc::new(s)),
+                    Err(e) => errors.push(format!("keystore: {e}")),
+                },
+            }
+        }
+    }
     drm
 }
+
+/// Prefixes an error (`field.path: reason`) with the line of the table or key it names.
+fn with_line(text: &str, error: String) -> String {
+    let field = error.split(':').next().unwrap_or("");
+    match line_of(text, field) {
+        Some(n) => format!("line {n}: {error}"),
+        None => error,
+    }
+}
+
+fn line_of(text: &str, field: &str) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let find_from = |start: usize, pred: &dyn Fn(&str) -> bool| {
+        lines.iter().enumerate().skip(start).find(|(_, l)| pred(l.trim())).map(|(i, _)| i)
+    };
+    // [[assets]] rules are numbered.
+    if let Some(rest) = field.strip_prefix("assets[") {
+        let idx: usize = rest.split(']').next()?.parse().ok()?;
+        let at = lines.iter().enumerate().filter(|(_, l)| l.trim() == "[[assets]]").nth(idx)?.0;
+        return Some(at.saturating_add(1));
+    }
+    let parts: Vec<&str> = field.split('.').collect();
+    // Longest table header that prefixes the field, then the key inside it.
+    for n in (1..=parts.len()).rev() {
+        let table = parts.get(..n)?.join(".");
+        if let Some(at) = find_from(0, &|l: &str| l == format!("[{table}]")) {
+            let key = parts.get(n).copied();
+            let key_at = key.and_then(|k| {
+                let end = find_from(at.saturating_add(1), &|l: &str| l.starts_with('[')).unwrap_or(lines.len());
+                find_from(at.saturating_add(1), &|l: &str| {
+                    l.starts_with(k) && l.get(k.len()..).is_some_and(|r| r.trim_start().starts_with('='))
+                })
+                .filter(|&i| i < end)
+            });
+            return Some(key_at.unwrap_or(at).saturating_add(1));
+        }
+    }
+    None
+}
+
+/// Where auto keys are persisted unless `keystore.path` says otherwise.
+pub const DEFAULT_KEYSTORE: &str = "state/keys.json";
 
 #[cfg(test)]
 mod tests {
@@ -431,11 +528,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("drm-origin-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("bad.toml");
-        std::fs::write(
-            &p,
-            "[packaging]\ntarget_segment_duration_secs = 0.0\n[http]\nidle_timeout_secs = 0\n",
-        )
-        .unwrap();
+        std::fs::write(&p, "[packaging]\ntarget_segment_duration_secs = 0.0\n[http]\nidle_timeout_secs = 0\n").unwrap();
         let e = Config::load(Some(&p), Overrides::default()).unwrap_err();
         assert_eq!(e.errors.len(), 2, "{e}");
         std::fs::write(&p, "[nope]\nx = 1\n").unwrap();

@@ -32,48 +32,121 @@ enum Command {
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
     },
+    /// Inspect content keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
 }
 
-fn main() -> anyhow::Result<()> {
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// List the key ids protecting each track of an asset under its policy (content keys only
+    /// with --show-keys). Auto keys not created yet are created, as the first request would.
+    Show {
+        /// Asset id (e.g. `multi`, `kids/cartoon`).
+        asset: String,
+        /// Asset folder (default: the config's `storage.dir`, else ./assets).
+        #[arg(long, value_name = "DIR")]
+        assets: Option<PathBuf>,
+        /// TOML configuration file. Default: ./config/drm-origin.toml when it exists.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Also print the content keys (secret: for debugging only).
+        #[arg(long)]
+        show_keys: bool,
+    },
+}
+
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    match cli.command {
-        Command::Serve {
-            assets,
-            config,
-            listen,
-        } => serve(assets, config, listen),
+    let result = match cli.command {
+        Command::Serve { assets, config, listen } => serve(assets, config, listen),
+        Command::Keys { command: KeysCommand::Show { asset, assets, config, show_keys } } => {
+            keys_show(&asset, assets, config, show_keys)
+        }
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One readable message (with its causes), not a backtrace.
+            eprintln!("drm-origin: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }
 
-fn serve(
-    assets: Option<PathBuf>,
-    config: Option<PathBuf>,
-    listen: Option<String>,
-) -> anyhow::Result<()> {
+fn config_path(config: Option<PathBuf>) -> Option<PathBuf> {
     let default_config = PathBuf::from("config/drm-origin.toml");
-    let config_path = config.or_else(|| default_config.exists().then_some(default_config));
-    let cfg = Config::load(
-        config_path.as_deref(),
-        Overrides {
-            listen,
-            assets_dir: assets,
-        },
-    )?;
-    anyhow::ensure!(
-        cfg.assets_dir.is_dir(),
-        "asset folder {} does not exist",
-        cfg.assets_dir.display()
+    config.or_else(|| default_config.exists().then_some(default_config))
+}
+
+fn keys_show(asset: &str, assets: Option<PathBuf>, config: Option<PathBuf>, show_keys: bool) -> anyhow::Result<()> {
+    use drm_origin::drm::Variant;
+    use drm_origin::storage::AssetState;
+    let cfg = Config::load(config_path(config).as_deref(), Overrides { listen: None, assets_dir: assets })?;
+    let store = Store::new(
+        cfg.assets_dir.clone(),
+        StoreSettings { target_segment: cfg.target_segment, stable_after: std::time::Duration::ZERO, base_url: String::new() },
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    store.rescan();
+    let lib = store.library();
+    let a = match lib.assets.get(asset) {
+        Some(AssetState::Ready(a)) => a.clone(),
+        Some(AssetState::Broken(why)) => anyhow::bail!("asset {asset} is unavailable: {why}"),
+        None => anyhow::bail!("no asset {asset} in {}", cfg.assets_dir.display()),
+    };
+    let policy = cfg.drm.policy_for(asset);
+    let mut lines = vec![format!("asset {asset}: policy {} (dash: {:?}, hls: {:?})", policy.name, policy.dash, policy.hls)];
+    let show = |k: &drm_origin::drm::ContentKey| {
+        if show_keys {
+            format!("kid {} key {}", k.kid, drm_origin::crypto::key::hex(k.key.bytes()))
+        } else {
+            format!("kid {}", k.kid)
+        }
+    };
+    for r in &a.renditions {
+        let Some(t) = r.track() else { continue };
+        match policy.class_of(t.kind, t.entry.height) {
+            Some((class, spec)) => {
+                let k = cfg.drm.resolve(&policy, asset, class, spec)?;
+                lines.push(format!("  {:<24} {:<18} {class:<8} {}", r.id, t.entry.codec, show(&k)));
+            }
+            None => lines.push(format!("  {:<24} {:<18} clear", r.id, t.entry.codec)),
+        }
+    }
+    if policy.hls.contains(&Variant::Aes128) {
+        if let Some(spec) = &policy.keys.envelope {
+            let k = cfg.drm.resolve(&policy, asset, "envelope", spec)?;
+            lines.push(format!("  {:<24} {:<18} {:<8} {}", "(HLS AES-128)", "", "envelope", show(&k)));
+        }
+    }
+    print_lines(&lines);
+    Ok(())
+}
+
+/// Prints to stdout; a closed pipe (`| head`) ends the output quietly instead of panicking.
+fn print_lines(lines: &[String]) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    for l in lines {
+        if writeln!(out, "{l}").is_err() {
+            return;
+        }
+    }
+}
+
+fn serve(assets: Option<PathBuf>, config: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<()> {
+    let config_path = config_path(config);
+    let overrides = Overrides { listen, assets_dir: assets };
+    let cfg = Config::load(config_path.as_deref(), overrides.clone())?;
+    anyhow::ensure!(cfg.assets_dir.is_dir(), "asset folder {} does not exist", cfg.assets_dir.display());
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&cfg.listen)
             .await
@@ -111,6 +184,9 @@ fn serve(
             },
             cfg.drm.clone(),
         ));
+        if let Some(path) = config_path.clone() {
+            tokio::spawn(watch_config(app.clone(), path, overrides.clone(), cfg.rescan_interval));
+        }
         tracing::info!(assets = %cfg.assets_dir.display(), "listening on {base_url}");
         // Machine-readable line for scripts and tests (logs go to stderr).
         println!("drm-origin listening on {base_url}");
@@ -125,18 +201,62 @@ fn serve(
     })
 }
 
+/// Applies configuration changes without a restart: on SIGHUP and whenever the file's mtime or
+/// size changes. An invalid file is rejected with every error listed, and the configuration in
+/// force stays; a valid one replaces keys, policies and rules atomically and drops cached
+/// outputs made under the old ones.
+async fn watch_config(app: Arc<App>, path: PathBuf, overrides: Overrides, every: std::time::Duration) {
+    let stamp = |p: &PathBuf| std::fs::metadata(p).ok().map(|m| (m.modified().ok(), m.len()));
+    let mut last = stamp(&path);
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    loop {
+        #[cfg(unix)]
+        let by_signal = match hup.as_mut() {
+            Some(h) => tokio::select! {
+                _ = h.recv() => true,
+                () = tokio::time::sleep(every) => false,
+            },
+            None => {
+                tokio::time::sleep(every).await;
+                false
+            }
+        };
+        #[cfg(not(unix))]
+        let by_signal = {
+            tokio::time::sleep(every).await;
+            false
+        };
+        let now = stamp(&path);
+        if !by_signal && now == last {
+            continue;
+        }
+        last = now;
+        let (previous, _) = app.drm();
+        let (p, o) = (path.clone(), overrides.clone());
+        let loaded = tokio::task::spawn_blocking(move || Config::reload(Some(&p), o, Some(&previous))).await;
+        match loaded {
+            Ok(Ok(cfg)) => {
+                app.set_drm(cfg.drm.clone());
+                tracing::info!(file = %path.display(), trigger = if by_signal { "SIGHUP" } else { "file change" }, "configuration reloaded");
+            }
+            Ok(Err(e)) => tracing::error!("{e}\n  (the previous configuration stays in force)"),
+            Err(e) => tracing::error!(error = %e, "configuration reload task failed"),
+        }
+    }
+}
+
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},

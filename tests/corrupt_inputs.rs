@@ -52,12 +52,7 @@ fn mutate(src: &[u8], rng: &mut Rng) -> Vec<u8> {
 #[test]
 fn corrupted_assets_never_panic() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
-    let files = [
-        "progressive.mp4",
-        "hevc.mp4",
-        "multi/video_180p.mp4",
-        "multi/audio_en.mp4",
-    ];
+    let files = ["progressive.mp4", "hevc.mp4", "multi/video_180p.mp4", "multi/audio_en.mp4"];
     let mut rng = Rng(0x5eed_1234_abcd_ef01);
     let mut indexed = 0;
     for f in files {
@@ -67,8 +62,7 @@ fn corrupted_assets_never_panic() {
             if let Ok(idx) = index::build(&bad[..], bad.len() as u64) {
                 indexed += 1;
                 // Also package what was accepted, through a real (temporary) mapped file.
-                let path =
-                    std::env::temp_dir().join(format!("drm-origin-mut-{}.mp4", std::process::id()));
+                let path = std::env::temp_dir().join(format!("drm-origin-mut-{}.mp4", std::process::id()));
                 std::fs::write(&path, &bad).unwrap();
                 let mapped = MappedFile::open(&path).unwrap();
                 let src = Arc::new(SourceFile {

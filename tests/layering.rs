@@ -10,10 +10,7 @@ fn sources(dir: &str) -> Vec<(String, String)> {
     for e in std::fs::read_dir(&root).unwrap() {
         let p = e.unwrap().path();
         if p.extension().is_some_and(|x| x == "rs") {
-            out.push((
-                p.display().to_string(),
-                std::fs::read_to_string(&p).unwrap(),
-            ));
+            out.push((p.display().to_string(), std::fs::read_to_string(&p).unwrap()));
         }
     }
     assert!(!out.is_empty(), "no sources in {dir}");
@@ -25,20 +22,11 @@ fn assert_uses_only(dir: &str, allowed: &[&str], forbidden_words: &[&str]) {
         for line in text.lines() {
             let l = line.trim_start();
             if let Some(rest) = l.strip_prefix("use crate::") {
-                let module = rest
-                    .split(|c| c == ':' || c == ';' || c == '{')
-                    .next()
-                    .unwrap_or("");
-                assert!(
-                    module == dir || allowed.contains(&module),
-                    "{path}: '{l}' crosses a layer boundary"
-                );
+                let module = rest.split(|c| c == ':' || c == ';' || c == '{').next().unwrap_or("");
+                assert!(module == dir || allowed.contains(&module), "{path}: '{l}' crosses a layer boundary");
             }
             for w in forbidden_words {
-                assert!(
-                    !l.starts_with("use ") || !l.contains(w),
-                    "{path}: '{l}' is not allowed in {dir}"
-                );
+                assert!(!l.starts_with("use ") || !l.contains(w), "{path}: '{l}' is not allowed in {dir}");
             }
         }
     }
@@ -61,24 +49,12 @@ fn index_builds_on_mp4() {
 
 #[test]
 fn only_storage_mmap_is_unsafe() {
-    for dir in [
-        "mp4",
-        "index",
-        "packaging",
-        "http",
-        "crypto",
-        "codec",
-        "drm",
-        "storage",
-    ] {
+    for dir in ["mp4", "index", "packaging", "http", "crypto", "codec", "drm", "storage"] {
         for (path, text) in sources(dir) {
             if path.ends_with("storage/mmap.rs") {
                 continue;
             }
-            assert!(
-                !text.contains("unsafe {") && !text.contains("allow(unsafe_code)"),
-                "{path} uses unsafe"
-            );
+            assert!(!text.contains("unsafe {") && !text.contains("allow(unsafe_code)"), "{path} uses unsafe");
         }
     }
 }

@@ -30,10 +30,7 @@ fn prf(key: &Key, tag: u8, stream_id: &[u8; 16], n: u64) -> [u8; 16] {
     let mut b = block.into();
     cipher.encrypt_block(&mut b);
     let mut second: [u8; 16] = b.into();
-    for (x, y) in second
-        .iter_mut()
-        .zip(stream_id.iter().skip(7).chain(std::iter::repeat(&tag)))
-    {
+    for (x, y) in second.iter_mut().zip(stream_id.iter().skip(7).chain(std::iter::repeat(&tag))) {
         *x ^= *y;
     }
     let mut b = second.into();
@@ -74,9 +71,6 @@ mod tests {
         assert_ne!(cenc_sample_iv(&k, &a, 0), cenc_sample_iv(&k, &b, 0));
         assert_ne!(cbcs_constant_iv(&k, &a), cbcs_constant_iv(&k, &b));
         assert_ne!(hls_segment_iv(&k, &a, 1), hls_segment_iv(&k, &a, 2));
-        assert_ne!(
-            cbcs_constant_iv(&k, &a),
-            cbcs_constant_iv(&Key::new([8; 16]), &a)
-        );
+        assert_ne!(cbcs_constant_iv(&k, &a), cbcs_constant_iv(&Key::new([8; 16]), &a));
     }
 }

@@ -18,14 +18,7 @@ impl KeyId {
     /// Lower-case 8-4-4-4-12 form (`cenc:default_KID`).
     pub fn uuid(&self) -> String {
         let h = hex(&self.0);
-        format!(
-            "{}-{}-{}-{}-{}",
-            &h[0..8],
-            &h[8..12],
-            &h[12..16],
-            &h[16..20],
-            &h[20..32]
-        )
+        format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
     }
 
     /// 32 lower-case hex digits.
@@ -105,10 +98,7 @@ mod tests {
     fn debug_never_shows_key_bytes() {
         let k = Key::parse_hex("2b7e151628aed2a6abf7158809cf4f3c").unwrap();
         let shown = format!("{k:?} {:?}", Some(&k));
-        assert!(
-            !shown.contains("2b7e") && !shown.to_lowercase().contains("43, 126"),
-            "{shown}"
-        );
+        assert!(!shown.contains("2b7e") && !shown.to_lowercase().contains("43, 126"), "{shown}");
     }
 
     #[test]
@@ -116,9 +106,6 @@ mod tests {
         let kid = KeyId::parse("8ba94ade-6eb9-449d-b44f-a5beefaf43b0").unwrap();
         assert_eq!(kid.hex(), "8ba94ade6eb9449db44fa5beefaf43b0");
         assert_eq!(kid.uuid(), "8ba94ade-6eb9-449d-b44f-a5beefaf43b0");
-        assert!(
-            KeyId::parse("xyz").is_none()
-                && KeyId::parse("8ba94ade6eb9449db44fa5beefaf43b").is_none()
-        );
+        assert!(KeyId::parse("xyz").is_none() && KeyId::parse("8ba94ade6eb9449db44fa5beefaf43b").is_none());
     }
 }

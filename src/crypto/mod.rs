@@ -8,15 +8,7 @@
 //! * [`hls`]: whole-segment AES-128-CBC with PKCS#7 (RFC 8216 §4.3.2.4).
 //! * [`iv`]: deterministic IV derivation.
 
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )
-)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 pub mod cbcs;
 pub mod cenc;

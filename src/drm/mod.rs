@@ -1,8 +1,13 @@
 //! Keys and delivery policies: which protection variants an asset is served in, with which keys.
 //! Built from the validated configuration; looked up per request by asset id.
 
+pub mod b64;
+pub mod keyseed;
 pub mod pattern;
+pub mod playready;
 pub mod pssh;
+pub mod store;
+pub mod widevine;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -82,10 +87,7 @@ pub struct ContentKey {
 
 impl fmt::Debug for ContentKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ContentKey")
-            .field("name", &self.name)
-            .field("kid", &self.kid)
-            .finish_non_exhaustive()
+        f.debug_struct("ContentKey").field("name", &self.name).field("kid", &self.kid).finish_non_exhaustive()
     }
 }
 
@@ -98,6 +100,68 @@ pub enum KeyDelivery {
     Open,
 }
 
+/// Where a policy's key for one class comes from.
+#[derive(Debug, Clone)]
+pub enum KeySpec {
+    /// A key named in the configuration (or imported).
+    Named(Arc<ContentKey>),
+    /// A key from the key store, created (or derived from the seed) on first use, labelled by
+    /// the policy's scope and the class.
+    Auto,
+}
+
+/// Which assets share auto keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyScope {
+    /// One set of keys per asset (1:1).
+    Asset,
+    /// One set of keys for every asset of the named group (1:N).
+    Group(String),
+}
+
+/// Key classes of a policy (N:1: several keys per asset).
+#[derive(Debug, Clone, Default)]
+pub struct PolicyKeys {
+    /// Video (any resolution without a more specific class).
+    pub video: Option<KeySpec>,
+    /// Video up to 576 lines.
+    pub sd: Option<KeySpec>,
+    /// Video up to 1080 lines.
+    pub hd: Option<KeySpec>,
+    /// Video above 1080 lines.
+    pub uhd: Option<KeySpec>,
+    /// Audio (defaults to the video key).
+    pub audio: Option<KeySpec>,
+    /// HLS AES-128.
+    pub envelope: Option<KeySpec>,
+}
+
+/// DRM systems a policy signals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum System {
+    /// W3C ClearKey (`org.w3.clearkey`).
+    ClearKey,
+    /// Google Widevine.
+    Widevine,
+    /// Microsoft PlayReady.
+    PlayReady,
+    /// Apple FairPlay (HLS only).
+    FairPlay,
+}
+
+impl System {
+    /// Config name.
+    pub fn parse(s: &str) -> Option<System> {
+        match s {
+            "clearkey" => Some(System::ClearKey),
+            "widevine" => Some(System::Widevine),
+            "playready" => Some(System::PlayReady),
+            "fairplay" => Some(System::FairPlay),
+            _ => None,
+        }
+    }
+}
+
 /// A delivery policy.
 #[derive(Debug)]
 pub struct Policy {
@@ -107,18 +171,20 @@ pub struct Policy {
     pub dash: Vec<Variant>,
     /// Variants offered for HLS; the first is `master.m3u8`'s.
     pub hls: Vec<Variant>,
-    /// Leading segments left clear in CENC variants.
+    /// Leading segments left clear in protected variants.
     pub clear_lead_segments: usize,
     /// Whether clear variants may be served although the asset is protected.
     pub allow_clear: bool,
     /// Raw key delivery.
     pub key_delivery: KeyDelivery,
-    /// CENC key of video tracks.
-    pub video_key: Option<Arc<ContentKey>>,
-    /// CENC key of audio tracks.
-    pub audio_key: Option<Arc<ContentKey>>,
-    /// HLS AES-128 key.
-    pub envelope_key: Option<Arc<ContentKey>>,
+    /// Keys per class.
+    pub keys: PolicyKeys,
+    /// Which assets share auto keys.
+    pub key_scope: KeyScope,
+    /// DRM systems signalled in manifests and init segments.
+    pub systems: Vec<System>,
+    /// License / key acquisition URL per system (absent: our own endpoint, where we have one).
+    pub license_urls: BTreeMap<System, String>,
 }
 
 impl Policy {
@@ -131,9 +197,10 @@ impl Policy {
             clear_lead_segments: 0,
             allow_clear: true,
             key_delivery: KeyDelivery::None,
-            video_key: None,
-            audio_key: None,
-            envelope_key: None,
+            keys: PolicyKeys::default(),
+            key_scope: KeyScope::Asset,
+            systems: Vec::new(),
+            license_urls: BTreeMap::new(),
         }
     }
 
@@ -145,20 +212,37 @@ impl Policy {
         self.dash.contains(&v) || self.hls.contains(&v)
     }
 
-    /// Whether the policy protects anything.
-    pub fn is_protected(&self) -> bool {
-        self.dash
-            .iter()
-            .chain(&self.hls)
-            .any(|v| *v != Variant::Clear)
+    /// Whether `v` may be served as a DASH manifest.
+    pub fn offers_dash(&self, v: Variant) -> bool {
+        self.dash.contains(&v) || (v == Variant::Clear && self.allow_clear)
     }
 
-    /// The CENC key for a track kind (text tracks stay clear).
-    pub fn cenc_key(&self, kind: crate::index::TrackKind) -> Option<&Arc<ContentKey>> {
+    /// Whether `v` may be served as HLS playlists.
+    pub fn offers_hls(&self, v: Variant) -> bool {
+        self.hls.contains(&v) || (v == Variant::Clear && self.allow_clear)
+    }
+
+    /// Whether the policy protects anything.
+    pub fn is_protected(&self) -> bool {
+        self.dash.iter().chain(&self.hls).any(|v| *v != Variant::Clear)
+    }
+
+    /// The key class and spec of a track: video by resolution (sd ≤ 576 lines, hd ≤ 1080, uhd
+    /// above, each falling back to `video`), audio (falling back to video); text stays clear.
+    pub fn class_of(&self, kind: crate::index::TrackKind, height: u16) -> Option<(&'static str, &KeySpec)> {
+        use crate::index::TrackKind;
+        let k = &self.keys;
         match kind {
-            crate::index::TrackKind::Video => self.video_key.as_ref(),
-            crate::index::TrackKind::Audio => self.audio_key.as_ref().or(self.video_key.as_ref()),
-            crate::index::TrackKind::Text => None,
+            TrackKind::Video => {
+                let (class, spec) = match height {
+                    0..=576 => ("sd", &k.sd),
+                    577..=1080 => ("hd", &k.hd),
+                    _ => ("uhd", &k.uhd),
+                };
+                spec.as_ref().map(|s| (class, s)).or(k.video.as_ref().map(|s| ("video", s)))
+            }
+            TrackKind::Audio => k.audio.as_ref().map(|s| ("audio", s)).or_else(|| self.class_of(TrackKind::Video, 0)),
+            TrackKind::Text => None,
         }
     }
 }
@@ -166,8 +250,10 @@ impl Policy {
 /// All keys, policies and asset rules of one configuration.
 #[derive(Debug)]
 pub struct Drm {
-    /// Keys by id.
+    /// Named keys by id.
     pub keys: BTreeMap<KeyId, Arc<ContentKey>>,
+    /// Auto keys (created or derived on first use).
+    pub store: Option<Arc<store::KeyStore>>,
     /// Rules in order: the first whose pattern matches an asset id gives its policy.
     pub rules: Vec<(pattern::Pattern, Arc<Policy>)>,
     /// Applied when no rule matches.
@@ -176,11 +262,7 @@ pub struct Drm {
 
 impl Default for Drm {
     fn default() -> Self {
-        Drm {
-            keys: BTreeMap::new(),
-            rules: Vec::new(),
-            default_policy: Arc::new(Policy::clear()),
-        }
+        Drm { keys: BTreeMap::new(), store: None, rules: Vec::new(), default_policy: Arc::new(Policy::clear()) }
     }
 }
 
@@ -193,20 +275,55 @@ impl Drm {
             .map_or_else(|| self.default_policy.clone(), |(_, pol)| pol.clone())
     }
 
-    /// A key that some policy with open key delivery uses.
+    /// Resolves a key spec for `asset` and `class` under `policy`.
+    pub fn resolve(
+        &self,
+        policy: &Policy,
+        asset: &str,
+        class: &str,
+        spec: &KeySpec,
+    ) -> Result<Arc<ContentKey>, store::StoreError> {
+        match spec {
+            KeySpec::Named(k) => Ok(k.clone()),
+            KeySpec::Auto => {
+                let store = self.store.as_ref().ok_or_else(|| store::StoreError::Io {
+                    path: "<none>".into(),
+                    reason: "no key store configured".into(),
+                })?;
+                store.get_or_create(&label(policy, asset, class))
+            }
+        }
+    }
+
+    /// Finds a key by id among named keys and the store's keys, if open key delivery applies to
+    /// some policy using it (auto keys: any policy with open delivery and auto keys).
     pub fn deliverable_key(&self, kid: &KeyId) -> Option<Arc<ContentKey>> {
-        let key = self.keys.get(kid)?;
-        let open = self
-            .rules
-            .iter()
-            .map(|(_, p)| p)
-            .chain(std::iter::once(&self.default_policy))
-            .any(|p| {
-                p.key_delivery == KeyDelivery::Open
-                    && [&p.video_key, &p.audio_key, &p.envelope_key]
-                        .iter()
-                        .any(|k| k.as_ref().is_some_and(|k| k.kid == *kid))
-            });
-        open.then(|| key.clone())
+        let policies = || self.rules.iter().map(|(_, p)| p).chain(std::iter::once(&self.default_policy));
+        let open = |k: &ContentKey| {
+            policies().any(|p| {
+                p.key_delivery == KeyDelivery::Open && {
+                    let ks = &p.keys;
+                    [&ks.video, &ks.sd, &ks.hd, &ks.uhd, &ks.audio, &ks.envelope].iter().any(|s| match s {
+                        Some(KeySpec::Named(n)) => n.kid == k.kid,
+                        Some(KeySpec::Auto) => !self.keys.contains_key(&k.kid),
+                        None => false,
+                    })
+                }
+            })
+        };
+        if let Some(k) = self.keys.get(kid) {
+            return open(k).then(|| k.clone());
+        }
+        let store = self.store.as_ref()?;
+        let k = store.all().into_iter().map(|(_, k)| k).find(|k| k.kid == *kid)?;
+        open(&k).then_some(k)
+    }
+}
+
+/// Store label of a policy's key class for an asset.
+pub fn label(policy: &Policy, asset: &str, class: &str) -> String {
+    match &policy.key_scope {
+        KeyScope::Asset => format!("asset:{asset}/{class}"),
+        KeyScope::Group(g) => format!("group:{g}/{class}"),
     }
 }

@@ -20,10 +20,7 @@ impl Chunks {
     /// From chunks in order.
     pub fn new(chunks: Vec<Bytes>) -> Chunks {
         let remaining = chunks.iter().map(|c| c.len() as u64).sum();
-        Chunks {
-            chunks: chunks.into(),
-            remaining,
-        }
+        Chunks { chunks: chunks.into(), remaining }
     }
 
     /// An empty body.
@@ -66,10 +63,7 @@ impl Body for Chunks {
     type Data = Bytes;
     type Error = Infallible;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         match self.chunks.pop_front() {
             Some(c) => {
                 self.remaining = self.remaining.saturating_sub(c.len() as u64);
@@ -94,11 +88,7 @@ mod tests {
 
     #[test]
     fn slices_across_chunks() {
-        let body = Chunks::new(vec![
-            Bytes::from_static(b"abc"),
-            Bytes::from_static(b"defg"),
-            Bytes::from_static(b"h"),
-        ]);
+        let body = Chunks::new(vec![Bytes::from_static(b"abc"), Bytes::from_static(b"defg"), Bytes::from_static(b"h")]);
         let s = body.slice(2, 6);
         let joined: Vec<u8> = s.chunks.iter().flat_map(|c| c.iter().copied()).collect();
         assert_eq!(joined, b"cdef");

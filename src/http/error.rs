@@ -65,21 +65,13 @@ impl ServeError {
             ServeError::UnknownRendition => (StatusCode::NOT_FOUND, "unknown rendition\n"),
             ServeError::UnknownSegment => (StatusCode::NOT_FOUND, "unknown segment\n"),
             ServeError::VariantNotOffered => (StatusCode::NOT_FOUND, "variant not offered\n"),
-            ServeError::ClearRefused => (
-                StatusCode::FORBIDDEN,
-                "clear playout not allowed for this asset\n",
-            ),
+            ServeError::ClearRefused => (StatusCode::FORBIDDEN, "clear playout not allowed for this asset\n"),
             ServeError::NoKey => (StatusCode::NOT_FOUND, "not found\n"),
             // The asset is known but cannot be served right now: retryable once fixed.
             ServeError::AssetBroken(_) => (StatusCode::SERVICE_UNAVAILABLE, "asset unavailable\n"),
-            ServeError::FileChanged => {
-                (StatusCode::SERVICE_UNAVAILABLE, "asset is being updated\n")
-            }
+            ServeError::FileChanged => (StatusCode::SERVICE_UNAVAILABLE, "asset is being updated\n"),
             ServeError::Segment(_) => (StatusCode::SERVICE_UNAVAILABLE, "segment unavailable\n"),
-            ServeError::Protect(_) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "protected output unavailable\n",
-            ),
+            ServeError::Protect(_) => (StatusCode::SERVICE_UNAVAILABLE, "protected output unavailable\n"),
             ServeError::Method => (StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
         }
     }

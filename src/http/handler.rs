@@ -17,11 +17,11 @@ use crate::drm::{Drm, Policy, Variant};
 use crate::index::TrackKind;
 use crate::packaging::plan::{Asset, Rendition};
 use crate::packaging::protect::{self, StreamKey};
-use crate::packaging::{dash, fmp4, hls, mime};
+use crate::packaging::{dash, fmp4, hls, mime, Protection};
 use crate::storage::{fnv1a, AssetState, Store};
 
 /// Bumped whenever segment bytes change for the same input, so old ETags stop matching.
-const FORMAT_VERSION: &[u8] = b"drm-origin-fmp4-2";
+const FORMAT_VERSION: &[u8] = b"drm-origin-fmp4-3";
 
 /// HTTP behaviour settings.
 #[derive(Clone, Debug)]
@@ -72,20 +72,11 @@ impl App {
                 .build()
         });
         let manifests = moka::sync::Cache::builder()
-            .weigher(|_k: &(u64, String, u64), v: &(Bytes, String)| {
-                u32::try_from(v.0.len()).unwrap_or(u32::MAX)
-            })
+            .weigher(|_k: &(u64, String, u64), v: &(Bytes, String)| u32::try_from(v.0.len()).unwrap_or(u32::MAX))
             .max_capacity(64 << 20)
             .build();
         let encrypt_permits = Arc::new(Semaphore::new(settings.max_concurrent_encryptions.max(1)));
-        App {
-            store,
-            settings,
-            drm: RwLock::new((drm, 1)),
-            segments,
-            manifests,
-            encrypt_permits,
-        }
+        App { store, settings, drm: RwLock::new((drm, 1)), segments, manifests, encrypt_permits }
     }
 
     /// Current keys and policies, with their generation.
@@ -130,10 +121,7 @@ struct LogFields {
 }
 
 /// Handles one request; never fails (errors become responses).
-pub async fn handle<B>(
-    app: Arc<App>,
-    req: Request<B>,
-) -> Result<Response<Chunks>, std::convert::Infallible> {
+pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Result<Response<Chunks>, std::convert::Infallible> {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
@@ -150,27 +138,16 @@ pub async fn handle<B>(
             let mut r = Response::new(Chunks::new(vec![Bytes::from_static(body.as_bytes())]));
             *r.status_mut() = status;
             let h = r.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; charset=utf-8"),
-            );
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             if matches!(e, ServeError::Method) {
-                h.insert(
-                    header::ALLOW,
-                    HeaderValue::from_static("GET, HEAD, OPTIONS"),
-                );
+                h.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, OPTIONS"));
             }
             finish(r, &method)
         }
     };
     let response = with_cors(response);
-    let bytes = response
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("0")
-        .to_owned();
+    let bytes = response.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).unwrap_or("0").to_owned();
     tracing::info!(
         target: "access",
         method = %method,
@@ -185,34 +162,19 @@ pub async fn handle<B>(
     Ok(response)
 }
 
-async fn respond<B>(
-    app: &App,
-    req: &Request<B>,
-    fields: &mut LogFields,
-) -> Result<Response<Chunks>, ServeError> {
+async fn respond<B>(app: &App, req: &Request<B>, fields: &mut LogFields) -> Result<Response<Chunks>, ServeError> {
     let method = req.method();
     if method == Method::OPTIONS {
         let mut r = Response::new(Chunks::empty());
         *r.status_mut() = StatusCode::NO_CONTENT;
         let h = r.headers_mut();
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static("GET, HEAD, OPTIONS"),
-        );
-        let asked = req
-            .headers()
-            .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
-            .cloned();
+        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, HEAD, OPTIONS"));
+        let asked = req.headers().get(header::ACCESS_CONTROL_REQUEST_HEADERS).cloned();
         h.insert(
             header::ACCESS_CONTROL_ALLOW_HEADERS,
-            asked.unwrap_or(HeaderValue::from_static(
-                "Range, If-None-Match, If-Modified-Since, Authorization",
-            )),
+            asked.unwrap_or(HeaderValue::from_static("Range, If-None-Match, If-Modified-Since, Authorization")),
         );
-        h.insert(
-            header::ACCESS_CONTROL_MAX_AGE,
-            HeaderValue::from_static("86400"),
-        );
+        h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
         return Ok(r);
     }
     if method != Method::GET && method != Method::HEAD {
@@ -222,8 +184,7 @@ async fn respond<B>(
     match &route {
         Route::Health => {
             let mut r = Response::new(Chunks::new(vec![Bytes::from_static(b"ok\n")]));
-            r.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             Ok(finish(r, method))
         }
         Route::Key { kid } => {
@@ -233,10 +194,7 @@ async fn respond<B>(
             tracing::info!(kid = %kid, "key delivered");
             let mut r = Response::new(Chunks::new(vec![Bytes::copy_from_slice(key.key.bytes())]));
             let h = r.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/octet-stream"),
-            );
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             Ok(finish(r, method))
         }
@@ -275,107 +233,103 @@ fn allowed(policy: &Policy, variant: Variant, clear_init_or_lead: bool) -> Resul
     Err(ServeError::VariantNotOffered)
 }
 
-/// Every protected track of the asset must be protectable before a protected manifest lists it.
-fn check_protectable(a: &Asset, variant: Variant, policy: &Policy) -> Result<(), ServeError> {
-    if !variant.is_cenc_family() {
-        return Ok(());
-    }
-    for r in &a.renditions {
-        let Some(t) = r.track() else { continue };
-        if policy.cenc_key(t.kind).is_some() {
-            protect::check(t, variant)?;
+/// Resolves the keys of every rendition of `a` for `variant` under `policy` (creating auto keys
+/// on first use), and checks that each protected track can be protected correctly, so a protected
+/// manifest never lists a segment we would fail to produce.
+fn protection(drm: &Drm, policy: &Policy, a: &Asset, variant: Variant) -> Result<Protection, ServeError> {
+    let mut prot = Protection {
+        variant,
+        keys: Default::default(),
+        envelope: None,
+        clear_lead: policy.clear_lead_segments,
+        systems: policy.systems.clone(),
+        license_urls: policy.license_urls.clone(),
+    };
+    let key_error = |e: crate::drm::store::StoreError| ServeError::Protect(format!("key: {e}"));
+    match variant {
+        Variant::Clear => {}
+        Variant::Aes128 => {
+            let spec = policy.keys.envelope.as_ref().ok_or(ServeError::VariantNotOffered)?;
+            prot.envelope = Some(drm.resolve(policy, &a.id, "envelope", spec).map_err(key_error)?);
+        }
+        Variant::Cenc | Variant::Cbcs => {
+            for r in &a.renditions {
+                let Some(t) = r.track() else { continue };
+                if let Some((class, spec)) = policy.class_of(t.kind, t.entry.height) {
+                    protect::check(t, variant)?;
+                    prot.keys.insert(r.id.clone(), drm.resolve(policy, &a.id, class, spec).map_err(key_error)?);
+                }
+            }
         }
     }
-    Ok(())
+    Ok(prot)
 }
 
-async fn resource(
-    app: &App,
-    route: &Route,
-    fields: &mut LogFields,
-) -> Result<Resource, ServeError> {
+async fn resource(app: &App, route: &Route, fields: &mut LogFields) -> Result<Resource, ServeError> {
     let (drm, generation) = app.drm();
-    let manifest =
-        |a: &Asset, name: String, content_type: &'static str, build: &dyn Fn() -> String| {
-            let key = (a.generation, name, generation);
-            let (body, etag) = app.manifests.get(&key).unwrap_or_else(|| {
-                let text = build();
-                let etag = format!("\"m{:016x}\"", fnv1a(&[text.as_bytes()]));
-                let v = (Bytes::from(text), etag);
-                app.manifests.insert(key, v.clone());
-                v
-            });
-            Resource {
-                etag,
-                body: Chunks::new(vec![body]),
-                content_type,
-                modified: a.modified,
-                cache_control: app.settings.cache_control_manifests.clone(),
-            }
-        };
+    let manifest = |a: &Asset, name: String, content_type: &'static str, build: &dyn Fn() -> String| {
+        let key = (a.generation, name, generation);
+        let (body, etag) = app.manifests.get(&key).unwrap_or_else(|| {
+            let text = build();
+            let etag = format!("\"m{:016x}\"", fnv1a(&[text.as_bytes()]));
+            let v = (Bytes::from(text), etag);
+            app.manifests.insert(key, v.clone());
+            v
+        });
+        Resource {
+            etag,
+            body: Chunks::new(vec![body]),
+            content_type,
+            modified: a.modified,
+            cache_control: app.settings.cache_control_manifests.clone(),
+        }
+    };
     match route {
         Route::Health | Route::Key { .. } => Err(ServeError::UnknownAsset),
         Route::Mpd { asset: id, variant } => {
             fields.asset = id.clone();
             let a = asset(app, id)?;
             let policy = drm.policy_for(id);
-            let variant = variant
-                .or(policy.dash.first().copied())
-                .unwrap_or(Variant::Clear);
+            let variant = variant.or(policy.dash.first().copied()).unwrap_or(Variant::Clear);
             if variant == Variant::Aes128 {
                 return Err(ServeError::VariantNotOffered);
             }
             allowed(&policy, variant, false)?;
-            check_protectable(&a, variant, &policy)?;
-            Ok(manifest(
-                &a,
-                format!("mpd/{variant}"),
-                "application/dash+xml",
-                &|| dash::mpd(&a, variant, &policy),
-            ))
+            // Variant lists are per protocol; segments stay shared (one cbcs set for both).
+            if !policy.offers_dash(variant) {
+                return Err(ServeError::VariantNotOffered);
+            }
+            let prot = protection(&drm, &policy, &a, variant)?;
+            Ok(manifest(&a, format!("mpd/{variant}"), "application/dash+xml", &|| dash::mpd(&a, &prot)))
         }
         Route::Master { asset: id, variant } => {
             fields.asset = id.clone();
             let a = asset(app, id)?;
             let policy = drm.policy_for(id);
-            let variant = variant
-                .or(policy.hls.first().copied())
-                .unwrap_or(Variant::Clear);
+            let variant = variant.or(policy.hls.first().copied()).unwrap_or(Variant::Clear);
             allowed(&policy, variant, false)?;
-            check_protectable(&a, variant, &policy)?;
-            Ok(manifest(
-                &a,
-                format!("master/{variant}"),
-                "application/vnd.apple.mpegurl",
-                &|| hls::master(&a, variant),
-            ))
+            if !policy.offers_hls(variant) {
+                return Err(ServeError::VariantNotOffered);
+            }
+            let prot = protection(&drm, &policy, &a, variant)?;
+            Ok(manifest(&a, format!("master/{variant}"), "application/vnd.apple.mpegurl", &|| hls::master(&a, &prot)))
         }
-        Route::MediaPlaylist {
-            asset: id,
-            rendition: rid,
-            variant,
-        } => {
+        Route::MediaPlaylist { asset: id, rendition: rid, variant } => {
             fields.asset = id.clone();
             fields.rendition = rid.clone();
             let a = asset(app, id)?;
             let policy = drm.policy_for(id);
             allowed(&policy, *variant, false)?;
-            let r = rendition(&a, rid)?;
-            if let (true, Some(t)) = (variant.is_cenc_family(), r.track()) {
-                protect::check(t, *variant)?;
+            if !policy.offers_hls(*variant) {
+                return Err(ServeError::VariantNotOffered);
             }
-            Ok(manifest(
-                &a,
-                format!("media/{rid}/{variant}"),
-                "application/vnd.apple.mpegurl",
-                &|| hls::media(id, r, *variant, &policy),
-            ))
+            let r = rendition(&a, rid)?;
+            let prot = protection(&drm, &policy, &a, *variant)?;
+            Ok(manifest(&a, format!("media/{rid}/{variant}"), "application/vnd.apple.mpegurl", &|| {
+                hls::media(id, r, &prot)
+            }))
         }
-        Route::Init {
-            asset: id,
-            rendition: rid,
-            variant,
-        } => {
+        Route::Init { asset: id, rendition: rid, variant } => {
             fields.asset = id.clone();
             fields.rendition = rid.clone();
             fields.segment = "init".into();
@@ -389,60 +343,24 @@ async fn resource(
             }
             if *variant == Variant::Clear {
                 let init = fmp4::init_segment(&r.source.index.mvhd, track);
-                return Ok(segment_resource(
-                    app,
-                    r,
-                    track.kind,
-                    0,
-                    *variant,
-                    vec![Bytes::from(init)],
-                ));
+                return Ok(segment_resource(app, r, track.kind, 0, *variant, vec![Bytes::from(init)]));
             }
-            let key = policy
-                .cenc_key(track.kind)
-                .ok_or(ServeError::VariantNotOffered)?
-                .clone();
-            let lead = policy.clear_lead_segments;
+            let prot = protection(&drm, &policy, &a, *variant)?;
+            let key = prot.key(rid).ok_or(ServeError::VariantNotOffered)?.clone();
+            let lead = prot.clear_lead;
             let cache_key = segment_key(&a, r, 0, *variant, key.kid, lead, generation);
-            let (asset_id, r_id, source, t_index) =
-                (a.id.clone(), r.id.clone(), r.source.clone(), r.track);
+            let (asset_id, r_id, source, t_index) = (a.id.clone(), r.id.clone(), r.source.clone(), r.track);
             let v = *variant;
+            let extra = super::super::packaging::drm_signalling::init_pssh(&prot, &key.kid);
             let bytes = cached(app, cache_key, move || {
-                let track = source
-                    .index
-                    .tracks
-                    .get(t_index)
-                    .ok_or(ServeError::UnknownRendition)?;
-                let sk = StreamKey {
-                    kid: key.kid,
-                    key: &key.key,
-                    stream_id: protect::stream_id(&asset_id, &r_id),
-                };
-                Ok(Bytes::from(protect::init_segment(
-                    &source.index.mvhd,
-                    track,
-                    v,
-                    &sk,
-                    lead > 0,
-                    &[],
-                )?))
+                let track = source.index.tracks.get(t_index).ok_or(ServeError::UnknownRendition)?;
+                let sk = StreamKey { kid: key.kid, key: &key.key, stream_id: protect::stream_id(&asset_id, &r_id) };
+                Ok(Bytes::from(protect::init_segment(&source.index.mvhd, track, v, &sk, lead > 0, &extra)?))
             })
             .await?;
-            Ok(segment_resource(
-                app,
-                r,
-                track.kind,
-                0,
-                *variant,
-                vec![bytes],
-            ))
+            Ok(segment_resource(app, r, track.kind, 0, *variant, vec![bytes]))
         }
-        Route::Segment {
-            asset: id,
-            rendition: rid,
-            number,
-            variant,
-        } => {
+        Route::Segment { asset: id, rendition: rid, number, variant } => {
             fields.asset = id.clone();
             fields.rendition = rid.clone();
             fields.segment = number.to_string();
@@ -456,83 +374,41 @@ async fn resource(
             let seq = u32::try_from(*number).map_err(|_| ServeError::UnknownSegment)?;
             // A file truncated in place since indexing: answer 503 now rather than start a 200
             // whose body the kernel cannot finish (see storage::mmap).
-            let on_disk = r
-                .source
-                .mapped
-                .file()
-                .metadata()
-                .map(|m| m.len())
-                .unwrap_or(0);
+            let on_disk = r.source.mapped.file().metadata().map(|m| m.len()).unwrap_or(0);
             if on_disk < r.source.mapped.len() {
                 return Err(ServeError::FileChanged);
             }
             if *variant == Variant::Clear {
                 let chunks = fmp4::media_segment(track, seq, seg.dts, samples, &r.source.mapped)?;
-                return Ok(segment_resource(
-                    app, r, track.kind, *number, *variant, chunks,
-                ));
+                return Ok(segment_resource(app, r, track.kind, *number, *variant, chunks));
             }
+            let prot = protection(&drm, &policy, &a, *variant)?;
             let key = match variant {
-                Variant::Aes128 => policy.envelope_key.clone(),
-                _ => policy.cenc_key(track.kind).cloned(),
+                Variant::Aes128 => prot.envelope.clone(),
+                _ => prot.key(rid).cloned(),
             }
             .ok_or(ServeError::VariantNotOffered)?;
-            let lead = policy.clear_lead_segments;
+            let lead = prot.clear_lead;
             let cache_key = segment_key(&a, r, *number, *variant, key.kid, lead, generation);
-            let (asset_id, r_id, source, t_index, n, v) = (
-                a.id.clone(),
-                r.id.clone(),
-                r.source.clone(),
-                r.track,
-                *number,
-                *variant,
-            );
+            let (asset_id, r_id, source, t_index, n, v) =
+                (a.id.clone(), r.id.clone(), r.source.clone(), r.track, *number, *variant);
             let (first, end, dts, has_clear_entry) = (seg.first, seg.end, seg.dts, lead > 0);
             let bytes = cached(app, cache_key, move || {
-                let track = source
-                    .index
-                    .tracks
-                    .get(t_index)
-                    .ok_or(ServeError::UnknownRendition)?;
-                let samples = track
-                    .samples
-                    .get(first..end)
-                    .ok_or(ServeError::UnknownSegment)?;
+                let track = source.index.tracks.get(t_index).ok_or(ServeError::UnknownRendition)?;
+                let samples = track.samples.get(first..end).ok_or(ServeError::UnknownSegment)?;
                 let stream = protect::stream_id(&asset_id, &r_id);
                 let file = source.mapped.file();
                 let out = if v == Variant::Aes128 {
                     let seg_iv = crate::crypto::iv::hls_segment_iv(&key.key, &stream, n as u64);
                     protect::aes128_segment(file, track, &key.key, &seg_iv, seq, dts, samples)?
                 } else {
-                    let sk = StreamKey {
-                        kid: key.kid,
-                        key: &key.key,
-                        stream_id: stream,
-                    };
-                    protect::cenc_segment(
-                        file,
-                        track,
-                        v,
-                        &sk,
-                        seq,
-                        dts,
-                        samples,
-                        first,
-                        n <= lead,
-                        has_clear_entry,
-                    )?
+                    let sk = StreamKey { kid: key.kid, key: &key.key, stream_id: stream };
+                    protect::cenc_segment(file, track, v, &sk, seq, dts, samples, first, n <= lead, has_clear_entry)?
                 };
                 Ok(Bytes::from(out))
             })
             .await?;
-            Ok(segment_resource(
-                app,
-                r,
-                track.kind,
-                *number,
-                *variant,
-                vec![bytes],
-            ))
+            Ok(segment_resource(app, r, track.kind, *number, *variant, vec![bytes]))
         }
     }
 }
@@ -567,20 +443,12 @@ where
 {
     let permits = app.encrypt_permits.clone();
     let work = async move {
-        let _permit = permits
-            .acquire_owned()
-            .await
-            .map_err(|_| ServeError::Protect("shutting down".into()))?;
-        tokio::task::spawn_blocking(build)
-            .await
-            .map_err(|e| ServeError::Protect(format!("encryption task: {e}")))?
+        let _permit = permits.acquire_owned().await.map_err(|_| ServeError::Protect("shutting down".into()))?;
+        tokio::task::spawn_blocking(build).await.map_err(|e| ServeError::Protect(format!("encryption task: {e}")))?
     };
     match &app.segments {
         None => work.await,
-        Some(cache) => cache
-            .try_get_with(key, work)
-            .await
-            .map_err(|e: Arc<ServeError>| clone_error(&e)),
+        Some(cache) => cache.try_get_with(key, work).await.map_err(|e: Arc<ServeError>| clone_error(&e)),
     }
 }
 
@@ -625,16 +493,10 @@ fn send<B>(req: &Request<B>, res: Resource) -> Response<Chunks> {
     let len = res.body.len();
     let etag = HeaderValue::from_str(&res.etag).unwrap_or(HeaderValue::from_static("\"0\""));
     let last_modified = HeaderValue::from_str(&httpdate::fmt_http_date(res.modified)).ok();
-    let cache_control =
-        HeaderValue::from_str(&res.cache_control).unwrap_or(HeaderValue::from_static("no-cache"));
-    let if_none_match = req
-        .headers()
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok());
+    let cache_control = HeaderValue::from_str(&res.cache_control).unwrap_or(HeaderValue::from_static("no-cache"));
+    let if_none_match = req.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok());
     let not_modified = if_none_match.is_some_and(|v| {
-        v.split(',')
-            .map(str::trim)
-            .any(|t| t == "*" || t == res.etag || t.strip_prefix("W/") == Some(&res.etag))
+        v.split(',').map(str::trim).any(|t| t == "*" || t == res.etag || t.strip_prefix("W/") == Some(&res.etag))
     });
     let base = |status: StatusCode, body: Chunks| {
         let mut r = Response::new(body);
@@ -649,33 +511,16 @@ fn send<B>(req: &Request<B>, res: Resource) -> Response<Chunks> {
         r
     };
     if not_modified {
-        return finish(
-            base(StatusCode::NOT_MODIFIED, Chunks::empty()),
-            req.method(),
-        );
+        return finish(base(StatusCode::NOT_MODIFIED, Chunks::empty()), req.method());
     }
-    let range_header = req
-        .headers()
-        .get(header::RANGE)
-        .and_then(|v| v.to_str().ok());
+    let range_header = req.headers().get(header::RANGE).and_then(|v| v.to_str().ok());
     // If-Range with a validator that no longer matches: send everything.
-    let if_range_ok = req
-        .headers()
-        .get(header::IF_RANGE)
-        .and_then(|v| v.to_str().ok())
-        .is_none_or(|v| v == res.etag);
-    let outcome = if if_range_ok {
-        range::resolve(range_header, len)
-    } else {
-        RangeOutcome::Full
-    };
+    let if_range_ok = req.headers().get(header::IF_RANGE).and_then(|v| v.to_str().ok()).is_none_or(|v| v == res.etag);
+    let outcome = if if_range_ok { range::resolve(range_header, len) } else { RangeOutcome::Full };
     let mut r = match outcome {
         RangeOutcome::Full => base(StatusCode::OK, res.body),
         RangeOutcome::Partial { start, end } => {
-            let mut r = base(
-                StatusCode::PARTIAL_CONTENT,
-                res.body.slice(start, end.saturating_add(1)),
-            );
+            let mut r = base(StatusCode::PARTIAL_CONTENT, res.body.slice(start, end.saturating_add(1)));
             if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{len}")) {
                 r.headers_mut().insert(header::CONTENT_RANGE, v);
             }
@@ -689,10 +534,7 @@ fn send<B>(req: &Request<B>, res: Resource) -> Response<Chunks> {
             r
         }
     };
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(res.content_type),
-    );
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(res.content_type));
     finish(r, req.method())
 }
 
@@ -700,8 +542,7 @@ fn send<B>(req: &Request<B>, res: Resource) -> Response<Chunks> {
 fn finish(mut r: Response<Chunks>, method: &Method) -> Response<Chunks> {
     let len = r.body().len();
     if r.status() != StatusCode::NOT_MODIFIED && r.status() != StatusCode::NO_CONTENT {
-        r.headers_mut()
-            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     }
     if method == Method::HEAD {
         *r.body_mut() = Chunks::empty();
@@ -711,15 +552,10 @@ fn finish(mut r: Response<Chunks>, method: &Method) -> Response<Chunks> {
 
 fn with_cors(mut r: Response<Chunks>) -> Response<Chunks> {
     let h = r.headers_mut();
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     h.insert(
         header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static(
-            "Content-Length, Content-Range, ETag, Last-Modified, Accept-Ranges",
-        ),
+        HeaderValue::from_static("Content-Length, Content-Range, ETag, Last-Modified, Accept-Ranges"),
     );
     h.insert("timing-allow-origin", HeaderValue::from_static("*"));
     r

@@ -2,15 +2,7 @@
 //! conditional requests, caching, CORS), the one error→status mapping ([`error`]) and the hyper
 //! server with its connection limits ([`server`]).
 
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )
-)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 pub mod body;
 pub mod error;

@@ -48,10 +48,7 @@ pub fn resolve(header: Option<&str>, len: u64) -> RangeOutcome {
             if n == 0 || len == 0 {
                 return RangeOutcome::Unsatisfiable;
             }
-            RangeOutcome::Partial {
-                start: len.saturating_sub(n),
-                end: len.saturating_sub(1),
-            }
+            RangeOutcome::Partial { start: len.saturating_sub(n), end: len.saturating_sub(1) }
         }
         (false, _) => {
             let Some(start) = num(a) else {
@@ -85,10 +82,7 @@ mod tests {
         assert_eq!(resolve(Some("bytes=5-"), 10), Partial { start: 5, end: 9 });
         assert_eq!(resolve(Some("bytes=-3"), 10), Partial { start: 7, end: 9 });
         assert_eq!(resolve(Some("bytes=-30"), 10), Partial { start: 0, end: 9 });
-        assert_eq!(
-            resolve(Some("bytes=2-100"), 10),
-            Partial { start: 2, end: 9 }
-        );
+        assert_eq!(resolve(Some("bytes=2-100"), 10), Partial { start: 2, end: 9 });
         assert_eq!(resolve(Some("bytes=10-"), 10), Unsatisfiable);
         assert_eq!(resolve(Some("bytes=-0"), 10), Unsatisfiable);
         assert_eq!(resolve(Some("bytes=0-1,4-5"), 10), Full);

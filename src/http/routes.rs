@@ -80,18 +80,13 @@ pub fn parse(path: &str) -> Result<Route, RouteError> {
     if path.len() > MAX_PATH {
         return Err(RouteError::BadPath("path too long"));
     }
-    let rest = path
-        .strip_prefix('/')
-        .ok_or(RouteError::BadPath("path must start with '/'"))?;
+    let rest = path.strip_prefix('/').ok_or(RouteError::BadPath("path must start with '/'"))?;
     if rest == "healthz" {
         return Ok(Route::Health);
     }
     // Reserved namespace: asset ids never start with '.', so `/.drm/…` cannot shadow an asset.
     if let Some(kid) = rest.strip_prefix(".drm/key/") {
-        return KeyId::parse(kid)
-            .filter(|_| kid.len() == 32)
-            .map(|kid| Route::Key { kid })
-            .ok_or(RouteError::NotFound);
+        return KeyId::parse(kid).filter(|_| kid.len() == 32).map(|kid| Route::Key { kid }).ok_or(RouteError::NotFound);
     }
     let mut segments = Vec::new();
     for raw in rest.split('/') {
@@ -102,10 +97,7 @@ pub fn parse(path: &str) -> Result<Route, RouteError> {
         if seg == "." || seg == ".." {
             return Err(RouteError::BadPath("dot segment"));
         }
-        if !seg
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-        {
+        if !seg.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') {
             return Err(RouteError::BadPath("characters outside [A-Za-z0-9._-]"));
         }
         segments.push(seg);
@@ -119,18 +111,8 @@ pub fn parse(path: &str) -> Result<Route, RouteError> {
     };
     let (stem, variant, ext) = split_name(file)?;
     match (stem, ext) {
-        (naming::MPD_STEM, naming::MPD_EXT) => {
-            return Ok(Route::Mpd {
-                asset: join(dirs)?,
-                variant,
-            })
-        }
-        (naming::MASTER_STEM, naming::PLAYLIST_EXT) => {
-            return Ok(Route::Master {
-                asset: join(dirs)?,
-                variant,
-            })
-        }
+        (naming::MPD_STEM, naming::MPD_EXT) => return Ok(Route::Mpd { asset: join(dirs)?, variant }),
+        (naming::MASTER_STEM, naming::PLAYLIST_EXT) => return Ok(Route::Master { asset: join(dirs)?, variant }),
         _ => {}
     }
     let (rendition, asset_parts) = dirs.split_last().ok_or(RouteError::NotFound)?;
@@ -138,16 +120,8 @@ pub fn parse(path: &str) -> Result<Route, RouteError> {
     let rendition = rendition.clone();
     let variant = variant.unwrap_or(Variant::Clear);
     match (stem, ext) {
-        (naming::MEDIA_STEM, naming::PLAYLIST_EXT) => Ok(Route::MediaPlaylist {
-            asset,
-            rendition,
-            variant,
-        }),
-        (naming::INIT_STEM, naming::INIT_EXT) => Ok(Route::Init {
-            asset,
-            rendition,
-            variant,
-        }),
+        (naming::MEDIA_STEM, naming::PLAYLIST_EXT) => Ok(Route::MediaPlaylist { asset, rendition, variant }),
+        (naming::INIT_STEM, naming::INIT_EXT) => Ok(Route::Init { asset, rendition, variant }),
         (digits, naming::SEGMENT_EXT) => {
             // Canonical numbers only ("01.m4s" would be a second URL for one segment).
             if digits.is_empty()
@@ -158,12 +132,7 @@ pub fn parse(path: &str) -> Result<Route, RouteError> {
                 return Err(RouteError::NotFound);
             }
             let number = digits.parse().map_err(|_| RouteError::NotFound)?;
-            Ok(Route::Segment {
-                asset,
-                rendition,
-                number,
-                variant,
-            })
+            Ok(Route::Segment { asset, rendition, number, variant })
         }
         _ => Err(RouteError::NotFound),
     }
@@ -193,10 +162,8 @@ fn decode(seg: &str) -> Result<String, RouteError> {
             let hex = bytes
                 .get(i.saturating_add(1)..i.saturating_add(3))
                 .ok_or(RouteError::BadPath("bad percent-encoding"))?;
-            let hex = std::str::from_utf8(hex)
-                .map_err(|_| RouteError::BadPath("bad percent-encoding"))?;
-            let v = u8::from_str_radix(hex, 16)
-                .map_err(|_| RouteError::BadPath("bad percent-encoding"))?;
+            let hex = std::str::from_utf8(hex).map_err(|_| RouteError::BadPath("bad percent-encoding"))?;
+            let v = u8::from_str_radix(hex, 16).map_err(|_| RouteError::BadPath("bad percent-encoding"))?;
             if v == b'/' || v == b'\\' || v == 0 {
                 return Err(RouteError::BadPath("encoded separator or NUL"));
             }
@@ -226,64 +193,29 @@ mod tests {
             number,
             variant,
         };
-        assert_eq!(
-            parse("/a/manifest.mpd"),
-            Ok(Route::Mpd {
-                asset: "a".into(),
-                variant: None
-            })
-        );
-        assert_eq!(
-            parse("/a/manifest.cbcs.mpd"),
-            Ok(Route::Mpd {
-                asset: "a".into(),
-                variant: Some(Cbcs)
-            })
-        );
+        assert_eq!(parse("/a/manifest.mpd"), Ok(Route::Mpd { asset: "a".into(), variant: None }));
+        assert_eq!(parse("/a/manifest.cbcs.mpd"), Ok(Route::Mpd { asset: "a".into(), variant: Some(Cbcs) }));
         assert_eq!(
             parse("/kids/cartoon/master.m3u8"),
-            Ok(Route::Master {
-                asset: "kids/cartoon".into(),
-                variant: None
-            })
+            Ok(Route::Master { asset: "kids/cartoon".into(), variant: None })
         );
-        assert_eq!(
-            parse("/kids/cartoon/v_1/12.m4s"),
-            Ok(seg("kids/cartoon", "v_1", 12, Clear))
-        );
-        assert_eq!(
-            parse("/a/v_1/12.aes128.m4s"),
-            Ok(seg("a", "v_1", 12, Aes128))
-        );
+        assert_eq!(parse("/kids/cartoon/v_1/12.m4s"), Ok(seg("kids/cartoon", "v_1", 12, Clear)));
+        assert_eq!(parse("/a/v_1/12.aes128.m4s"), Ok(seg("a", "v_1", 12, Aes128)));
         assert_eq!(
             parse("/a/v_1/init.mp4"),
-            Ok(Route::Init {
-                asset: "a".into(),
-                rendition: "v_1".into(),
-                variant: Clear
-            })
+            Ok(Route::Init { asset: "a".into(), rendition: "v_1".into(), variant: Clear })
         );
         assert_eq!(
             parse("/a/v_1/init.cenc.mp4"),
-            Ok(Route::Init {
-                asset: "a".into(),
-                rendition: "v_1".into(),
-                variant: Cenc
-            })
+            Ok(Route::Init { asset: "a".into(), rendition: "v_1".into(), variant: Cenc })
         );
         assert_eq!(
             parse("/a/v_1/media.m3u8"),
-            Ok(Route::MediaPlaylist {
-                asset: "a".into(),
-                rendition: "v_1".into(),
-                variant: Clear
-            })
+            Ok(Route::MediaPlaylist { asset: "a".into(), rendition: "v_1".into(), variant: Clear })
         );
         assert_eq!(
             parse("/.drm/key/8ba94ade6eb9449db44fa5beefaf43b0"),
-            Ok(Route::Key {
-                kid: KeyId::parse("8ba94ade6eb9449db44fa5beefaf43b0").unwrap()
-            })
+            Ok(Route::Key { kid: KeyId::parse("8ba94ade6eb9449db44fa5beefaf43b0").unwrap() })
         );
         for p in [
             "/a/v/init.clear.mp4",

@@ -20,12 +20,8 @@ pub trait ReadAt {
 impl ReadAt for [u8] {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
         let start = usize::try_from(offset).map_err(|_| std::io::ErrorKind::UnexpectedEof)?;
-        let end = start
-            .checked_add(buf.len())
-            .ok_or(std::io::ErrorKind::UnexpectedEof)?;
-        let src = self
-            .get(start..end)
-            .ok_or(std::io::ErrorKind::UnexpectedEof)?;
+        let end = start.checked_add(buf.len()).ok_or(std::io::ErrorKind::UnexpectedEof)?;
+        let src = self.get(start..end).ok_or(std::io::ErrorKind::UnexpectedEof)?;
         buf.copy_from_slice(src);
         Ok(())
     }
@@ -136,10 +132,7 @@ pub struct FileIndex {
 impl FileIndex {
     /// Approximate heap size, for the cache's weigher.
     pub fn weight(&self) -> usize {
-        self.tracks
-            .iter()
-            .map(|t| t.samples.len().saturating_mul(32).saturating_add(4096))
-            .sum()
+        self.tracks.iter().map(|t| t.samples.len().saturating_mul(32).saturating_add(4096)).sum()
     }
 }
 
@@ -154,16 +147,9 @@ pub fn build<R: ReadAt + ?Sized>(src: &R, len: u64) -> Result<FileIndex, IndexEr
         src.read_exact_at(&mut head, pos)?;
         let h = parse_header(&head, FourCC(*b"file"))?;
         let size = h.size.unwrap_or(len.saturating_sub(pos));
-        let end = pos
-            .checked_add(size)
-            .ok_or(IndexError::TooLarge(h.kind, size))?;
+        let end = pos.checked_add(size).ok_or(IndexError::TooLarge(h.kind, size))?;
         if end > len {
-            return Err(IndexError::TruncatedFile {
-                kind: h.kind,
-                offset: pos,
-                size,
-                file_len: len,
-            });
+            return Err(IndexError::TruncatedFile { kind: h.kind, offset: pos, size, file_len: len });
         }
         let body_at = pos.saturating_add(h.header_len);
         let body_len = size.saturating_sub(h.header_len);
@@ -172,11 +158,7 @@ pub fn build<R: ReadAt + ?Sized>(src: &R, len: u64) -> Result<FileIndex, IndexEr
             if body_len > limit {
                 return Err(IndexError::TooLarge(h.kind, size));
             }
-            let mut body = vec![
-                0u8;
-                usize::try_from(body_len)
-                    .map_err(|_| IndexError::TooLarge(h.kind, size))?
-            ];
+            let mut body = vec![0u8; usize::try_from(body_len).map_err(|_| IndexError::TooLarge(h.kind, size))?];
             src.read_exact_at(&mut body, body_at)?;
             if h.kind == MOOV {
                 moov = Some(body);
@@ -198,9 +180,7 @@ pub fn build<R: ReadAt + ?Sized>(src: &R, len: u64) -> Result<FileIndex, IndexEr
         let kind = match t.handler {
             h if h == FourCC(*b"vide") => TrackKind::Video,
             h if h == FourCC(*b"soun") => TrackKind::Audio,
-            h if h == FourCC(*b"text") || h == FourCC(*b"subt") || h == FourCC(*b"sbtl") => {
-                TrackKind::Text
-            }
+            h if h == FourCC(*b"text") || h == FourCC(*b"subt") || h == FourCC(*b"sbtl") => TrackKind::Text,
             other => {
                 skipped.push(format!("track {} has handler '{other}'", t.id));
                 continue;
@@ -235,40 +215,22 @@ pub fn build<R: ReadAt + ?Sized>(src: &R, len: u64) -> Result<FileIndex, IndexEr
                 if run.samples.is_empty() {
                     continue;
                 }
-                let next = track
-                    .samples
-                    .last()
-                    .map_or(0, |s| s.dts.saturating_add(u64::from(s.duration)));
+                let next = track.samples.last().map_or(0, |s| s.dts.saturating_add(u64::from(s.duration)));
                 let base = run.base_decode_time.unwrap_or(next);
                 track.fragment_starts.push(track.samples.len());
-                track.samples.extend(run.samples.iter().map(|s| Sample {
-                    dts: s.dts.saturating_add(base),
-                    ..*s
-                }));
+                track.samples.extend(run.samples.iter().map(|s| Sample { dts: s.dts.saturating_add(base), ..*s }));
             }
         }
     }
     let before = tracks.len();
     tracks.retain(|t| !t.samples.is_empty());
     if tracks.len() < before {
-        skipped.push(format!(
-            "{} track(s) without samples",
-            before.saturating_sub(tracks.len())
-        ));
+        skipped.push(format!("{} track(s) without samples", before.saturating_sub(tracks.len())));
     }
     if tracks.is_empty() {
-        return Err(IndexError::NoTracks(if skipped.is_empty() {
-            "no samples".into()
-        } else {
-            skipped.join("; ")
-        }));
+        return Err(IndexError::NoTracks(if skipped.is_empty() { "no samples".into() } else { skipped.join("; ") }));
     }
-    Ok(FileIndex {
-        mvhd: movie.mvhd.to_vec(),
-        fragmented: movie.fragmented,
-        tracks,
-        skipped,
-    })
+    Ok(FileIndex { mvhd: movie.mvhd.to_vec(), fragmented: movie.fragmented, tracks, skipped })
 }
 
 #[cfg(test)]
@@ -282,12 +244,7 @@ mod tests {
         assert!(build(&junk[..], 64).is_err());
         let zero_box = [0u8, 0, 0, 0, b'm', b'o', b'o', b'v'];
         assert!(build(&zero_box[..], 8).is_err());
-        let huge = [
-            0u8, 0, 0, 1, b'm', b'd', b'a', b't', 0xff, 0, 0, 0, 0, 0, 0, 0,
-        ];
-        assert!(matches!(
-            build(&huge[..], 16),
-            Err(IndexError::TruncatedFile { .. })
-        ));
+        let huge = [0u8, 0, 0, 1, b'm', b'd', b'a', b't', 0xff, 0, 0, 0, 0, 0, 0, 0];
+        assert!(matches!(build(&huge[..], 16), Err(IndexError::TruncatedFile { .. })));
     }
 }

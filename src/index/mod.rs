@@ -4,15 +4,7 @@
 //! truncated by someone else then yields an I/O error here instead of a SIGBUS (see
 //! `storage::mmap`).
 
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )
-)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 pub mod build;
 pub mod time;

@@ -17,11 +17,7 @@ impl fmt::Display for FourCC {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for &b in &self.0 {
             // Hostile files carry any bytes here: print non-ASCII as '?' so logs stay readable.
-            let c = if b.is_ascii_graphic() || b == b' ' {
-                b as char
-            } else {
-                '?'
-            };
+            let c = if b.is_ascii_graphic() || b == b' ' { b as char } else { '?' };
             write!(f, "{c}")?;
         }
         Ok(())

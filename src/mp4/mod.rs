@@ -1,15 +1,7 @@
 //! Bytes ⇄ boxes, synchronous and pure: nothing here does I/O, async or touches the rest of the
 //! crate, so it can be fuzzed and benchmarked alone. Every read is bounded (see [`reader`]).
 
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )
-)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 pub mod error;
 pub mod fourcc;

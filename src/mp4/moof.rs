@@ -63,36 +63,17 @@ fn parse_traf(
     let mut r = Reader::new(tfhd.body, TFHD);
     let (_, flags) = r.full_header()?;
     let track_id = r.u32()?;
-    let defaults = trex(track_id).ok_or(Error::Invalid {
-        kind: TFHD,
-        reason: "unknown track_ID",
-    })?;
-    let base = if flags & TFHD_BASE_DATA_OFFSET != 0 {
-        r.u64()?
-    } else {
-        moof_offset
-    };
+    let defaults = trex(track_id).ok_or(Error::Invalid { kind: TFHD, reason: "unknown track_ID" })?;
+    let base = if flags & TFHD_BASE_DATA_OFFSET != 0 { r.u64()? } else { moof_offset };
     // Without base-data-offset the base is the moof itself when default-base-is-moof is set; files
     // that set neither (rare, pre-2012 muxers with one traf) also resolve to the moof start.
     let _ = flags & TFHD_DEFAULT_BASE_IS_MOOF;
     if flags & TFHD_SAMPLE_DESCRIPTION_INDEX != 0 {
         r.u32()?;
     }
-    let d_duration = if flags & TFHD_DEFAULT_DURATION != 0 {
-        r.u32()?
-    } else {
-        defaults.duration
-    };
-    let d_size = if flags & TFHD_DEFAULT_SIZE != 0 {
-        r.u32()?
-    } else {
-        defaults.size
-    };
-    let d_flags = if flags & TFHD_DEFAULT_FLAGS != 0 {
-        r.u32()?
-    } else {
-        defaults.flags
-    };
+    let d_duration = if flags & TFHD_DEFAULT_DURATION != 0 { r.u32()? } else { defaults.duration };
+    let d_size = if flags & TFHD_DEFAULT_SIZE != 0 { r.u32()? } else { defaults.size };
+    let d_flags = if flags & TFHD_DEFAULT_FLAGS != 0 { r.u32()? } else { defaults.flags };
 
     let base_decode_time = match reader::find(traf, TRAF, TFDT)? {
         Some(tfdt) => {
@@ -116,16 +97,11 @@ fn parse_traf(
         let count = r.u32()?;
         let mut pos = if tflags & TRUN_DATA_OFFSET != 0 {
             let off = i64::from(r.i32()?);
-            base.checked_add_signed(off)
-                .ok_or(r.invalid("data offset out of range"))?
+            base.checked_add_signed(off).ok_or(r.invalid("data offset out of range"))?
         } else {
             next_offset
         };
-        let first_flags = if tflags & TRUN_FIRST_SAMPLE_FLAGS != 0 {
-            Some(r.u32()?)
-        } else {
-            None
-        };
+        let first_flags = if tflags & TRUN_FIRST_SAMPLE_FLAGS != 0 { Some(r.u32()?) } else { None };
         let per_sample = [TRUN_DURATION, TRUN_SIZE, TRUN_FLAGS, TRUN_CTS]
             .iter()
             .filter(|&&f| tflags & f != 0)
@@ -137,27 +113,12 @@ fn parse_traf(
             usize::try_from(count).map_err(|_| r.invalid("sample count"))?
         };
         if samples.len().saturating_add(count) > MAX_SAMPLES {
-            return Err(Error::Invalid {
-                kind: TRUN,
-                reason: "sample count above the per-track limit",
-            });
+            return Err(Error::Invalid { kind: TRUN, reason: "sample count above the per-track limit" });
         }
         for i in 0..count {
-            let duration = if tflags & TRUN_DURATION != 0 {
-                r.u32()?
-            } else {
-                d_duration
-            };
-            let size = if tflags & TRUN_SIZE != 0 {
-                r.u32()?
-            } else {
-                d_size
-            };
-            let mut sflags = if tflags & TRUN_FLAGS != 0 {
-                r.u32()?
-            } else {
-                d_flags
-            };
+            let duration = if tflags & TRUN_DURATION != 0 { r.u32()? } else { d_duration };
+            let size = if tflags & TRUN_SIZE != 0 { r.u32()? } else { d_size };
+            let mut sflags = if tflags & TRUN_FLAGS != 0 { r.u32()? } else { d_flags };
             if i == 0 {
                 if let Some(f) = first_flags {
                     sflags = f;
@@ -166,33 +127,15 @@ fn parse_traf(
             // Version 0 offsets are unsigned in the spec, but writers put signed values there;
             // reading as i32 matches what decoders do.
             let cts = if tflags & TRUN_CTS != 0 { r.i32()? } else { 0 };
-            let end = pos
-                .checked_add(u64::from(size))
-                .ok_or(r.invalid("offset overflows"))?;
+            let end = pos.checked_add(u64::from(size)).ok_or(r.invalid("offset overflows"))?;
             if end > file_len {
-                return Err(Error::Invalid {
-                    kind: TRUN,
-                    reason: "sample lies past end of file",
-                });
+                return Err(Error::Invalid { kind: TRUN, reason: "sample lies past end of file" });
             }
-            samples.push(Sample {
-                offset: pos,
-                dts,
-                size,
-                duration,
-                cts,
-                sync: sflags & NON_SYNC == 0,
-            });
+            samples.push(Sample { offset: pos, dts, size, duration, cts, sync: sflags & NON_SYNC == 0 });
             pos = end;
-            dts = dts
-                .checked_add(u64::from(duration))
-                .ok_or(r.invalid("decode time overflows"))?;
+            dts = dts.checked_add(u64::from(duration)).ok_or(r.invalid("decode time overflows"))?;
         }
         next_offset = pos;
     }
-    Ok(FragmentRun {
-        track_id,
-        base_decode_time,
-        samples,
-    })
+    Ok(FragmentRun { track_id, base_decode_time, samples })
 }

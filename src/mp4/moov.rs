@@ -89,12 +89,8 @@ pub fn parse_moov(moov: &[u8], file_len: u64) -> Result<Movie<'_>> {
                 let mut r = Reader::new(b.body, TREX);
                 r.full_header()?;
                 let id = r.u32()?;
-                let t = Trex {
-                    sample_description_index: r.u32()?,
-                    duration: r.u32()?,
-                    size: r.u32()?,
-                    flags: r.u32()?,
-                };
+                let t =
+                    Trex { sample_description_index: r.u32()?, duration: r.u32()?, size: r.u32()?, flags: r.u32()? };
                 trexes.push((id, t));
             }
         }
@@ -120,16 +116,9 @@ pub fn parse_moov(moov: &[u8], file_len: u64) -> Result<Movie<'_>> {
         }
     }
     if tracks.is_empty() {
-        return Err(skipped
-            .pop()
-            .map_or(Error::Missing(TRAK), Error::Unsupported));
+        return Err(skipped.pop().map_or(Error::Missing(TRAK), Error::Unsupported));
     }
-    Ok(Movie {
-        mvhd,
-        tracks,
-        fragmented,
-        skipped,
-    })
+    Ok(Movie { mvhd, tracks, fragmented, skipped })
 }
 
 fn parse_trak(trak: &[u8], file_len: u64, fragmented: bool) -> Result<Track<'_>> {
@@ -175,11 +164,7 @@ fn parse_trak(trak: &[u8], file_len: u64, fragmented: bool) -> Result<Track<'_>>
     let stbl = reader::require(minf.body, MINF, STBL)?;
     let stsd_box = reader::require(stbl.body, STBL, STSD)?;
     let entry = parse_stsd(stsd_box.body)?;
-    let samples = if fragmented {
-        Vec::new()
-    } else {
-        super::stbl::samples(stbl.body, file_len)?
-    };
+    let samples = if fragmented { Vec::new() } else { super::stbl::samples(stbl.body, file_len)? };
     Ok(Track {
         id,
         handler,
@@ -209,11 +194,8 @@ fn first_media_time(edts: &[u8]) -> Result<i64> {
     let (version, _) = r.full_header()?;
     let count = r.u32()?;
     for _ in 0..count {
-        let (_duration, media_time) = if version == 1 {
-            (r.u64()?, r.i64()?)
-        } else {
-            (u64::from(r.u32()?), i64::from(r.i32()?))
-        };
+        let (_duration, media_time) =
+            if version == 1 { (r.u64()?, r.i64()?) } else { (u64::from(r.u32()?), i64::from(r.i32()?)) };
         r.skip(4)?; // media_rate
         if media_time >= 0 {
             return Ok(media_time);
@@ -228,10 +210,7 @@ fn decode_language(packed: u16) -> String {
     if letters.iter().any(|&l| l == 0 || l > 26) {
         return "und".to_owned();
     }
-    letters
-        .iter()
-        .map(|&l| char::from(b'a'.saturating_add(l as u8).saturating_sub(1)))
-        .collect()
+    letters.iter().map(|&l| char::from(b'a'.saturating_add(l as u8).saturating_sub(1))).collect()
 }
 
 #[cfg(test)]

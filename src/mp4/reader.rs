@@ -28,10 +28,7 @@ impl<'a> Reader<'a> {
     /// The next `n` bytes, consumed.
     pub fn bytes(&mut self, n: usize) -> Result<&'a [u8]> {
         let end = self.pos.checked_add(n).ok_or(Error::Truncated(self.kind))?;
-        let out = self
-            .buf
-            .get(self.pos..end)
-            .ok_or(Error::Truncated(self.kind))?;
+        let out = self.buf.get(self.pos..end).ok_or(Error::Truncated(self.kind))?;
         self.pos = end;
         Ok(out)
     }
@@ -105,9 +102,7 @@ impl<'a> Reader<'a> {
     /// so callers may allocate `count` entries without trusting the file.
     pub fn check_count(&self, count: u32, entry_size: usize) -> Result<usize> {
         let count = usize::try_from(count).map_err(|_| self.invalid("entry count too large"))?;
-        let need = count
-            .checked_mul(entry_size)
-            .ok_or(self.invalid("entry count too large"))?;
+        let need = count.checked_mul(entry_size).ok_or(self.invalid("entry count too large"))?;
         if need > self.remaining() {
             return Err(Error::Truncated(self.kind));
         }
@@ -116,10 +111,7 @@ impl<'a> Reader<'a> {
 
     /// An `Invalid` error for this box.
     pub fn invalid(&self, reason: &'static str) -> Error {
-        Error::Invalid {
-            kind: self.kind,
-            reason,
-        }
+        Error::Invalid { kind: self.kind, reason }
     }
 }
 
@@ -139,10 +131,7 @@ pub struct RawBox<'a> {
 impl<'a> RawBox<'a> {
     /// The whole box, header included, from its parent's bytes.
     pub fn whole(&self, parent: &'a [u8]) -> &'a [u8] {
-        let end = self
-            .offset
-            .saturating_add(self.header_len)
-            .saturating_add(self.body.len());
+        let end = self.offset.saturating_add(self.header_len).saturating_add(self.body.len());
         parent.get(self.offset..end).unwrap_or(&[])
     }
 }
@@ -170,28 +159,15 @@ pub fn parse_header(buf: &[u8], parent: FourCC) -> Result<Header> {
     };
     if let Some(size) = size {
         if size < header_len {
-            return Err(Error::BadSize {
-                kind,
-                size,
-                available: buf.len() as u64,
-            });
+            return Err(Error::BadSize { kind, size, available: buf.len() as u64 });
         }
     }
-    Ok(Header {
-        kind,
-        header_len,
-        size,
-    })
+    Ok(Header { kind, header_len, size })
 }
 
 /// Iterates over the child boxes of `buf`, which must hold whole boxes and nothing else.
 pub fn boxes(buf: &[u8], parent: FourCC) -> Boxes<'_> {
-    Boxes {
-        buf,
-        pos: 0,
-        parent,
-        failed: false,
-    }
+    Boxes { buf, pos: 0, parent, failed: false }
 }
 
 /// Iterator returned by [`boxes`]; stops after the first error.
@@ -218,22 +194,13 @@ impl<'a> Iterator for Boxes<'a> {
             let available = rest.len() as u64;
             let size = h.size.unwrap_or(available);
             if size > available {
-                return Err(Error::BadSize {
-                    kind: h.kind,
-                    size,
-                    available,
-                });
+                return Err(Error::BadSize { kind: h.kind, size, available });
             }
             // Both fit in usize: they are bounded by rest.len().
             let size = usize::try_from(size).map_err(|_| Error::Truncated(h.kind))?;
             let header_len = usize::try_from(h.header_len).map_err(|_| Error::Truncated(h.kind))?;
             let body = rest.get(header_len..size).ok_or(Error::Truncated(h.kind))?;
-            let found = RawBox {
-                kind: h.kind,
-                offset: self.pos,
-                header_len,
-                body,
-            };
+            let found = RawBox { kind: h.kind, offset: self.pos, header_len, body };
             self.pos = self.pos.saturating_add(size);
             Ok(found)
         })();
@@ -284,10 +251,7 @@ mod tests {
     #[test]
     fn size_past_parent_is_rejected() {
         let buf = [0, 0, 0, 200, b'f', b'r', b'e', b'e', 0];
-        assert!(matches!(
-            boxes(&buf, MOOV).next(),
-            Some(Err(Error::BadSize { .. }))
-        ));
+        assert!(matches!(boxes(&buf, MOOV).next(), Some(Err(Error::BadSize { .. }))));
     }
 
     #[test]

@@ -37,9 +37,7 @@ pub fn parse_stsd(body: &[u8]) -> Result<SampleEntry> {
     if count == 0 {
         return Err(r.invalid("no sample entry"));
     }
-    let first = reader::boxes(r.rest(), STSD)
-        .next()
-        .ok_or(Error::Missing(STSD))??;
+    let first = reader::boxes(r.rest(), STSD).next().ok_or(Error::Missing(STSD))??;
     parse_entry(first.kind, first.body)
 }
 
@@ -132,10 +130,7 @@ fn hevc_codec(format: FourCC, hvcc: &[u8]) -> Result<String> {
     let level = r.u8()?;
     let mut s = format!("{format}.{space}{profile}.{compat:X}.{tier}{level}");
     // Constraint bytes are written up to the last non-zero one.
-    let used = constraints
-        .iter()
-        .rposition(|&c| c != 0)
-        .map_or(0, |i| i.saturating_add(1));
+    let used = constraints.iter().rposition(|&c| c != 0).map_or(0, |i| i.saturating_add(1));
     for c in constraints.iter().take(used) {
         s.push_str(&format!(".{c:X}"));
     }
@@ -175,17 +170,11 @@ fn aac_codec(esds: &[u8]) -> Result<(String, Option<u16>)> {
             _ => r.skip(len)?,
         }
     }
-    let oti = oti.ok_or(Error::Invalid {
-        kind: ESDS,
-        reason: "no DecoderConfigDescriptor",
-    })?;
+    let oti = oti.ok_or(Error::Invalid { kind: ESDS, reason: "no DecoderConfigDescriptor" })?;
     if oti != 0x40 {
         return Ok((format!("mp4a.{oti:02x}"), None));
     }
-    let asc = asc.ok_or(Error::Invalid {
-        kind: ESDS,
-        reason: "no AudioSpecificConfig",
-    })?;
+    let asc = asc.ok_or(Error::Invalid { kind: ESDS, reason: "no AudioSpecificConfig" })?;
     let mut bits = BitReader { data: asc, pos: 0 };
     let mut aot = bits.read(5).ok_or(Error::Truncated(ESDS))?;
     if aot == 31 {
@@ -235,10 +224,7 @@ mod tests {
 
     #[test]
     fn avc_codec_string() {
-        assert_eq!(
-            avc_codec(AVC1, &[1, 0x64, 0x00, 0x1f, 0xff]).unwrap(),
-            "avc1.64001f"
-        );
+        assert_eq!(avc_codec(AVC1, &[1, 0x64, 0x00, 0x1f, 0xff]).unwrap(), "avc1.64001f");
     }
 
     #[test]
@@ -251,19 +237,15 @@ mod tests {
     #[test]
     fn aac_lc_codec_string() {
         // esds: ES_Descriptor{DecoderConfig{oti 0x40, DSI 0x12 0x10 = AAC-LC 44.1k stereo}}
-        let esds = [
-            0, 0, 0, 0, 3, 25, 0, 1, 0, 4, 17, 0x40, 0x15, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 2,
-            0x12, 0x10, 6, 1, 2,
-        ];
+        let esds =
+            [0, 0, 0, 0, 3, 25, 0, 1, 0, 4, 17, 0x40, 0x15, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 2, 0x12, 0x10, 6, 1, 2];
         assert_eq!(aac_codec(&esds).unwrap(), ("mp4a.40.2".to_owned(), Some(2)));
     }
 
     #[test]
     fn truncated_esds_is_an_error_not_a_panic() {
         for n in 0..20 {
-            let esds = [
-                0, 0, 0, 0, 3, 25, 0, 1, 0, 4, 17, 0x40, 0x15, 0, 0, 0, 0, 0, 0, 0,
-            ];
+            let esds = [0, 0, 0, 0, 3, 25, 0, 1, 0, 4, 17, 0x40, 0x15, 0, 0, 0, 0, 0, 0, 0];
             let _ = aac_codec(&esds[..n]);
         }
     }

@@ -28,24 +28,12 @@ pub fn samples(stbl: &[u8], file_len: u64) -> Result<Vec<Sample>> {
             let Some(&size) = sizes.get(out.len()) else {
                 break;
             };
-            out.push(Sample {
-                offset: 0,
-                dts,
-                size,
-                duration: delta,
-                cts: 0,
-                sync: true,
-            });
-            dts = dts
-                .checked_add(u64::from(delta))
-                .ok_or(r.invalid("decode time overflows"))?;
+            out.push(Sample { offset: 0, dts, size, duration: delta, cts: 0, sync: true });
+            dts = dts.checked_add(u64::from(delta)).ok_or(r.invalid("decode time overflows"))?;
         }
     }
     if out.len() != n {
-        return Err(Error::Invalid {
-            kind: STTS,
-            reason: "sample count differs from stsz",
-        });
+        return Err(Error::Invalid { kind: STTS, reason: "sample count differs from stsz" });
     }
 
     // ctts: composition offsets (version 1 allows negative values; version 0 ones are read as
@@ -100,17 +88,10 @@ pub fn samples(stbl: &[u8], file_len: u64) -> Result<Vec<Sample>> {
     }
     let mut sample = 0usize;
     for (i, &(first_chunk, per_chunk)) in runs.iter().enumerate() {
-        let first = usize::try_from(first_chunk)
-            .ok()
-            .and_then(|c| c.checked_sub(1));
-        let first = first.ok_or(Error::Invalid {
-            kind: STSC,
-            reason: "first_chunk 0",
-        })?;
+        let first = usize::try_from(first_chunk).ok().and_then(|c| c.checked_sub(1));
+        let first = first.ok_or(Error::Invalid { kind: STSC, reason: "first_chunk 0" })?;
         let last = match runs.get(i.saturating_add(1)) {
-            Some(&(next, _)) => usize::try_from(next)
-                .unwrap_or(usize::MAX)
-                .saturating_sub(1),
+            Some(&(next, _)) => usize::try_from(next).unwrap_or(usize::MAX).saturating_sub(1),
             None => offsets.len(),
         };
         for chunk in first..last.min(offsets.len()) {
@@ -121,25 +102,18 @@ pub fn samples(stbl: &[u8], file_len: u64) -> Result<Vec<Sample>> {
             for _ in 0..per_chunk {
                 let Some(s) = out.get_mut(sample) else { break };
                 s.offset = pos;
-                pos = pos.checked_add(u64::from(s.size)).ok_or(Error::Invalid {
-                    kind: STCO,
-                    reason: "offset overflows",
-                })?;
+                pos = pos
+                    .checked_add(u64::from(s.size))
+                    .ok_or(Error::Invalid { kind: STCO, reason: "offset overflows" })?;
                 if pos > file_len {
-                    return Err(Error::Invalid {
-                        kind: STCO,
-                        reason: "sample lies past end of file",
-                    });
+                    return Err(Error::Invalid { kind: STCO, reason: "sample lies past end of file" });
                 }
                 sample = sample.saturating_add(1);
             }
         }
     }
     if sample != n {
-        return Err(Error::Invalid {
-            kind: STSC,
-            reason: "chunks do not cover every sample",
-        });
+        return Err(Error::Invalid { kind: STSC, reason: "chunks do not cover every sample" });
     }
     Ok(out)
 }
@@ -152,10 +126,7 @@ fn sample_sizes(stbl: &[u8]) -> Result<Vec<u32>> {
         let count = r.u32()?;
         let count_usize = usize::try_from(count).map_err(|_| r.invalid("too many samples"))?;
         if count_usize > MAX_SAMPLES {
-            return Err(Error::Invalid {
-                kind: STSZ,
-                reason: "sample count above the per-track limit",
-            });
+            return Err(Error::Invalid { kind: STSZ, reason: "sample count above the per-track limit" });
         }
         if constant != 0 {
             return Ok(vec![constant; count_usize]);
@@ -175,10 +146,7 @@ fn sample_sizes(stbl: &[u8]) -> Result<Vec<u32>> {
     let count = r.u32()?;
     let count = usize::try_from(count).map_err(|_| r.invalid("too many samples"))?;
     if count > MAX_SAMPLES {
-        return Err(Error::Invalid {
-            kind: STZ2,
-            reason: "sample count above the per-track limit",
-        });
+        return Err(Error::Invalid { kind: STZ2, reason: "sample count above the per-track limit" });
     }
     let mut v = Vec::with_capacity(count.min(r.remaining().saturating_mul(2)));
     match field {

@@ -13,13 +13,7 @@ pub fn write_box(out: &mut Vec<u8>, kind: FourCC, body: impl FnOnce(&mut Vec<u8>
 }
 
 /// Writes a full box (version + flags) of type `kind`.
-pub fn write_full_box(
-    out: &mut Vec<u8>,
-    kind: FourCC,
-    version: u8,
-    flags: u32,
-    body: impl FnOnce(&mut Vec<u8>),
-) {
+pub fn write_full_box(out: &mut Vec<u8>, kind: FourCC, version: u8, flags: u32, body: impl FnOnce(&mut Vec<u8>)) {
     write_box(out, kind, |o| {
         o.push(version);
         o.extend_from_slice(&flags.to_be_bytes()[1..]);

@@ -3,8 +3,9 @@
 use std::fmt::Write;
 
 use super::plan::{Asset, Rendition};
+use super::Protection;
 use super::{frame_rate, language_tag, mime, naming};
-use crate::drm::{pssh, Policy, Variant};
+use crate::drm::{pssh, Variant};
 use crate::index::{time, TrackKind};
 
 /// DASH-IF ClearKey descriptor (`org.w3.clearkey`).
@@ -13,26 +14,24 @@ const CLEARKEY_SCHEME: &str = "urn:uuid:e2719d58-a985-b3c9-781a-b030af78d30e";
 const COMMON_SCHEME: &str = "urn:uuid:1077efec-c0b2-4d02-ace3-3c1e52e2fb4b";
 
 /// Writes the MPD of `asset` in `variant` (clear, cenc or cbcs) under `policy`.
-pub fn mpd(asset: &Asset, variant: Variant, policy: &Policy) -> String {
-    let mut sets: Vec<(TrackKind, String, String, Vec<&Rendition>)> = Vec::new();
+pub fn mpd(asset: &Asset, prot: &Protection) -> String {
+    let variant = prot.variant;
+    // One AdaptationSet per kind, language, codec family and key: players refuse two default
+    // KIDs in one set, so SD/HD classes with their own keys become separate sets.
+    type Set<'a> = (TrackKind, String, String, Option<crate::crypto::KeyId>, Vec<&'a Rendition>);
+    let mut sets: Vec<Set<'_>> = Vec::new();
     for r in &asset.renditions {
         let Some(t) = r.track() else { continue };
         // Text tracks are not encrypted; protected manifests leave them out.
         if t.kind == TrackKind::Text && variant != Variant::Clear {
             continue;
         }
-        let lang = if t.kind == TrackKind::Video {
-            String::new()
-        } else {
-            t.language.clone()
-        };
+        let lang = if t.kind == TrackKind::Video { String::new() } else { t.language.clone() };
         let family: String = t.entry.codec.chars().take(4).collect();
-        match sets
-            .iter_mut()
-            .find(|(k, l, f, _)| *k == t.kind && *l == lang && *f == family)
-        {
-            Some(set) => set.3.push(r),
-            None => sets.push((t.kind, lang, family, vec![r])),
+        let kid = prot.key(&r.id).map(|k| k.kid);
+        match sets.iter_mut().find(|(k, l, f, id, _)| *k == t.kind && *l == lang && *f == family && *id == kid) {
+            Some(set) => set.4.push(r),
+            None => sets.push((t.kind, lang, family, kid, vec![r])),
         }
     }
     let max_seg = asset
@@ -40,10 +39,7 @@ pub fn mpd(asset: &Asset, variant: Variant, policy: &Policy) -> String {
         .iter()
         .filter_map(|r| {
             let t = r.track()?;
-            r.segments
-                .iter()
-                .map(|s| time::seconds(s.presented, t.timescale))
-                .reduce(f64::max)
+            r.segments.iter().map(|s| time::seconds(s.presented, t.timescale)).reduce(f64::max)
         })
         .fold(0.0, f64::max);
     let mut x = String::with_capacity(4096);
@@ -51,14 +47,14 @@ pub fn mpd(asset: &Asset, variant: Variant, policy: &Policy) -> String {
     let _ = writeln!(
         x,
         "<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" xmlns:cenc=\"urn:mpeg:cenc:2013\" \
-         xmlns:dashif=\"https://dashif.org/CPS\" profiles=\"urn:mpeg:dash:profile:isoff-live:2011\" \
+         xmlns:dashif=\"https://dashif.org/CPS\" xmlns:mspr=\"urn:microsoft:playready\" profiles=\"urn:mpeg:dash:profile:isoff-live:2011\" \
          type=\"static\" mediaPresentationDuration=\"{}\" minBufferTime=\"{}\">",
         duration(asset.duration),
         duration(max_seg.max(1.0))
     );
     x.push_str("  <Period id=\"0\" start=\"PT0S\">\n");
     let mut first_audio = true;
-    for (i, (kind, lang, _, reps)) in sets.iter().enumerate() {
+    for (i, (kind, lang, _, kid, reps)) in sets.iter().enumerate() {
         let content = match kind {
             TrackKind::Video => "video",
             TrackKind::Audio => "audio",
@@ -73,33 +69,18 @@ pub fn mpd(asset: &Asset, variant: Variant, policy: &Policy) -> String {
             let _ = write!(x, " lang=\"{}\"", escape(&tag));
         }
         if *kind == TrackKind::Video {
-            let w = reps
-                .iter()
-                .filter_map(|r| r.track())
-                .map(|t| t.entry.width)
-                .max()
-                .unwrap_or(0);
-            let h = reps
-                .iter()
-                .filter_map(|r| r.track())
-                .map(|t| t.entry.height)
-                .max()
-                .unwrap_or(0);
+            let w = reps.iter().filter_map(|r| r.track()).map(|t| t.entry.width).max().unwrap_or(0);
+            let h = reps.iter().filter_map(|r| r.track()).map(|t| t.entry.height).max().unwrap_or(0);
             let _ = write!(x, " maxWidth=\"{w}\" maxHeight=\"{h}\"");
         }
         x.push_str(">\n");
-        if variant.is_cenc_family() {
-            if let Some(key) = policy.cenc_key(*kind) {
-                content_protection(&mut x, variant, &key.kid);
-            }
+        if let Some(kid) = kid {
+            content_protection(&mut x, prot, kid);
         }
         if *kind == TrackKind::Audio {
             let role = if first_audio { "main" } else { "alternate" };
             first_audio = false;
-            let _ = writeln!(
-                x,
-                "      <Role schemeIdUri=\"urn:mpeg:dash:role:2011\" value=\"{role}\"/>"
-            );
+            let _ = writeln!(x, "      <Role schemeIdUri=\"urn:mpeg:dash:role:2011\" value=\"{role}\"/>");
         }
         for r in reps {
             representation(&mut x, r, variant);
@@ -110,22 +91,41 @@ pub fn mpd(asset: &Asset, variant: Variant, policy: &Policy) -> String {
     x
 }
 
-/// mp4protection first (scheme + default KID), then the ClearKey and W3C common descriptors with
-/// the common `pssh` as init data (spec-notes §6). Multi-DRM systems come with the policy issue.
-fn content_protection(x: &mut String, variant: Variant, kid: &crate::crypto::KeyId) {
+/// mp4protection first (scheme + default KID), then one descriptor per signalled DRM system
+/// with its `cenc:pssh` (spec-notes §6): ClearKey also with the license URL in the element forms
+/// shaka-player (`dashif:Laurl`, ns https://dashif.org/CPS) and dash.js (prefix `dashif`/
+/// `clearkey`) read; the W3C common descriptor carries the common pssh for any CDM.
+fn content_protection(x: &mut String, prot: &Protection, kid: &crate::crypto::KeyId) {
+    use crate::drm::System;
     let uuid = kid.uuid();
-    let pssh_b64 = base64(&pssh::common(&[*kid]));
     let _ = writeln!(
         x,
         "      <ContentProtection schemeIdUri=\"urn:mpeg:dash:mp4protection:2011\" value=\"{}\" cenc:default_KID=\"{uuid}\"/>",
-        variant.suffix()
+        prot.variant.suffix()
     );
-    for (scheme, value) in [(CLEARKEY_SCHEME, "ClearKey1.0"), (COMMON_SCHEME, "cenc")] {
-        let _ = writeln!(
-            x,
-            "      <ContentProtection schemeIdUri=\"{scheme}\" value=\"{value}\" cenc:default_KID=\"{uuid}\">\n        <cenc:pssh>{pssh_b64}</cenc:pssh>\n      </ContentProtection>"
-        );
+    let common_b64 = base64(&pssh::common(&[*kid]));
+    for system in &prot.systems {
+        match system {
+            System::ClearKey => {
+                let _ = writeln!(x, "      <ContentProtection schemeIdUri=\"{CLEARKEY_SCHEME}\" value=\"ClearKey1.0\" cenc:default_KID=\"{uuid}\">");
+                if let Some(url) = prot.license_urls.get(&System::ClearKey) {
+                    let url = escape(url);
+                    let _ = writeln!(x, "        <dashif:Laurl>{url}</dashif:Laurl>");
+                    let _ = writeln!(
+                        x,
+                        "        <clearkey:Laurl xmlns:clearkey=\"http://dashif.org/guidelines/clearKey\" Lic_type=\"EME-1.0\">{url}</clearkey:Laurl>"
+                    );
+                }
+                let _ = writeln!(x, "        <cenc:pssh>{common_b64}</cenc:pssh>\n      </ContentProtection>");
+            }
+            System::Widevine | System::PlayReady => super::drm_signalling::dash_descriptor(x, prot, *system, kid),
+            System::FairPlay => {} // not signalled in DASH (spec-notes §6)
+        }
     }
+    let _ = writeln!(
+        x,
+        "      <ContentProtection schemeIdUri=\"{COMMON_SCHEME}\" value=\"cenc\" cenc:default_KID=\"{uuid}\">\n        <cenc:pssh>{common_b64}</cenc:pssh>\n      </ContentProtection>"
+    );
 }
 
 /// Standard padded base64 (MPD `cenc:pssh`, HLS data URIs).
@@ -141,9 +141,7 @@ pub fn base64(data: &[u8]) -> String {
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for (i, shift) in [18u32, 12, 6, 0].iter().enumerate() {
             if i <= chunk.len() {
-                out.push(char::from(
-                    A.get(((n >> shift) & 63) as usize).copied().unwrap_or(b'A'),
-                ));
+                out.push(char::from(A.get(((n >> shift) & 63) as usize).copied().unwrap_or(b'A')));
             } else {
                 out.push('=');
             }
@@ -163,11 +161,7 @@ fn representation(x: &mut String, r: &Rendition, variant: Variant) {
     );
     match t.kind {
         TrackKind::Video => {
-            let _ = write!(
-                x,
-                " width=\"{}\" height=\"{}\" sar=\"1:1\"",
-                t.entry.width, t.entry.height
-            );
+            let _ = write!(x, " width=\"{}\" height=\"{}\" sar=\"1:1\"", t.entry.width, t.entry.height);
             if let Some((n, d)) = frame_rate(t) {
                 if d == 1 {
                     let _ = write!(x, " frameRate=\"{n}\"");
@@ -223,9 +217,7 @@ fn representation(x: &mut String, r: &Rendition, variant: Variant) {
         expected_t = Some(end);
         i = i.saturating_add(repeat).saturating_add(1);
     }
-    x.push_str(
-        "          </SegmentTimeline>\n        </SegmentTemplate>\n      </Representation>\n",
-    );
+    x.push_str("          </SegmentTimeline>\n        </SegmentTemplate>\n      </Representation>\n");
 }
 
 /// `PT12.345S`

@@ -32,14 +32,34 @@ pub fn init_segment(mvhd: &[u8], track: &TrackIndex) -> Vec<u8> {
     init_segment_with(mvhd, track, &track.init_boxes.stsd, &[])
 }
 
+/// Track id of every output track. Each CMAF track is alone in its file; numbering it 1 whatever
+/// its id in the source keeps tools that assume it (Shaka Packager 3.8 crashes on a single-track
+/// fragmented file whose track is not 1) working.
+pub const OUTPUT_TRACK_ID: u32 = 1;
+
+/// `tkhd` with its track_ID replaced (offset 20 in version 0, 28 in version 1: §8.3.2).
+fn renumbered_tkhd(tkhd: &[u8]) -> Vec<u8> {
+    let mut out = tkhd.to_vec();
+    let at = if tkhd.get(8) == Some(&1) { 28 } else { 20 };
+    if let Some(slot) = out.get_mut(at..at + 4) {
+        slot.copy_from_slice(&OUTPUT_TRACK_ID.to_be_bytes());
+    }
+    out
+}
+
+/// `mvhd` with next_track_ID (its last field) after our single track.
+fn renumbered_mvhd(mvhd: &[u8]) -> Vec<u8> {
+    let mut out = mvhd.to_vec();
+    let len = out.len();
+    if let Some(slot) = out.get_mut(len.saturating_sub(4)..) {
+        slot.copy_from_slice(&(OUTPUT_TRACK_ID + 1).to_be_bytes());
+    }
+    out
+}
+
 /// A CMAF header with a replacement `stsd` (protected sample entries) and extra `moov` children
 /// (`pssh` boxes) appended after the track.
-pub fn init_segment_with(
-    mvhd: &[u8],
-    track: &TrackIndex,
-    stsd: &[u8],
-    extra_moov: &[u8],
-) -> Vec<u8> {
+pub fn init_segment_with(mvhd: &[u8], track: &TrackIndex, stsd: &[u8], extra_moov: &[u8]) -> Vec<u8> {
     let b = &track.init_boxes;
     let mut out = Vec::with_capacity(1024);
     write_box(&mut out, FTYP, |o| {
@@ -50,9 +70,9 @@ pub fn init_segment_with(
         }
     });
     write_box(&mut out, MOOV, |o| {
-        o.extend_from_slice(mvhd);
+        o.extend_from_slice(&renumbered_mvhd(mvhd));
         write_box(o, TRAK, |o| {
-            o.extend_from_slice(&b.tkhd);
+            o.extend_from_slice(&renumbered_tkhd(&b.tkhd));
             if let Some(edts) = &b.edts {
                 o.extend_from_slice(edts);
             }
@@ -86,7 +106,7 @@ pub fn init_segment_with(
         });
         write_box(o, MVEX, |o| {
             write_full_box(o, TREX, 0, 0, |o| {
-                o.put_u32(track.id);
+                o.put_u32(OUTPUT_TRACK_ID);
                 o.put_u32(1);
                 o.put_u32(0);
                 o.put_u32(0);
@@ -151,11 +171,7 @@ pub fn segment_header(
     write_box(&mut head, MOOF, |o| {
         write_full_box(o, MFHD, 0, 0, |o| o.put_u32(sequence));
         write_box(o, TRAF, |o| {
-            let sdi_flag = if opts.sample_description_index.is_some() {
-                TFHD_SAMPLE_DESCRIPTION_INDEX
-            } else {
-                0
-            };
+            let sdi_flag = if opts.sample_description_index.is_some() { TFHD_SAMPLE_DESCRIPTION_INDEX } else { 0 };
             write_full_box(o, TFHD, 0, TFHD_DEFAULT_BASE_IS_MOOF | sdi_flag, |o| {
                 o.put_u32(track_id);
                 if let Some(sdi) = opts.sample_description_index {
@@ -181,17 +197,14 @@ pub fn segment_header(
     });
     let moof_len = head.len().saturating_sub(moof_start);
     // data_offset is relative to the moof start: past the moof and the 8-byte mdat header.
-    let data_offset =
-        i32::try_from(moof_len.saturating_add(8)).map_err(|_| SegmentError::TooLarge)?;
+    let data_offset = i32::try_from(moof_len.saturating_add(8)).map_err(|_| SegmentError::TooLarge)?;
     patch_u32(&mut head, data_offset_at, data_offset.to_be_bytes());
     if let Some(at) = saio_offset_at {
         // saio points at the first per-sample record of senc, relative to the moof start.
-        let rel = u32::try_from(senc_records_at.saturating_sub(moof_start))
-            .map_err(|_| SegmentError::TooLarge)?;
+        let rel = u32::try_from(senc_records_at.saturating_sub(moof_start)).map_err(|_| SegmentError::TooLarge)?;
         patch_u32(&mut head, at, rel.to_be_bytes());
     }
-    let mdat_size =
-        u32::try_from(data_len.saturating_add(8)).map_err(|_| SegmentError::TooLarge)?;
+    let mdat_size = u32::try_from(data_len.saturating_add(8)).map_err(|_| SegmentError::TooLarge)?;
     head.put_u32(mdat_size);
     head.extend_from_slice(&MDAT.0);
     Ok(head)
@@ -211,11 +224,7 @@ fn write_encryption_boxes(
     let sizes: Vec<u8> = (0..count as usize)
         .map(|i| {
             let subs = if with_subsamples {
-                aux.subsamples
-                    .get(i)
-                    .map_or(0, Vec::len)
-                    .saturating_mul(6)
-                    .saturating_add(2)
+                aux.subsamples.get(i).map_or(0, Vec::len).saturating_mul(6).saturating_add(2)
             } else {
                 0
             };
@@ -240,29 +249,23 @@ fn write_encryption_boxes(
             o.put_u32(0);
         });
     }
-    write_full_box(
-        o,
-        SENC,
-        0,
-        if with_subsamples { SENC_SUBSAMPLES } else { 0 },
-        |o| {
-            o.put_u32(count);
-            *senc_records_at = o.len();
-            for i in 0..count as usize {
-                if let Some(iv) = aux.ivs.get(i) {
-                    o.extend_from_slice(iv);
-                }
-                if with_subsamples {
-                    let subs = aux.subsamples.get(i).map_or(&[][..], Vec::as_slice);
-                    o.put_u16(u16::try_from(subs.len()).unwrap_or(u16::MAX));
-                    for s in subs {
-                        o.put_u16(s.clear);
-                        o.put_u32(s.protected);
-                    }
+    write_full_box(o, SENC, 0, if with_subsamples { SENC_SUBSAMPLES } else { 0 }, |o| {
+        o.put_u32(count);
+        *senc_records_at = o.len();
+        for i in 0..count as usize {
+            if let Some(iv) = aux.ivs.get(i) {
+                o.extend_from_slice(iv);
+            }
+            if with_subsamples {
+                let subs = aux.subsamples.get(i).map_or(&[][..], Vec::as_slice);
+                o.put_u16(u16::try_from(subs.len()).unwrap_or(u16::MAX));
+                for s in subs {
+                    o.put_u16(s.clear);
+                    o.put_u32(s.protected);
                 }
             }
-        },
-    );
+        }
+    });
 }
 
 fn patch_u32(buf: &mut [u8], at: usize, value: [u8; 4]) {
@@ -280,19 +283,10 @@ pub fn media_segment(
     samples: &[Sample],
     file: &MappedFile,
 ) -> Result<Vec<Bytes>, SegmentError> {
-    let head = segment_header(
-        track.id,
-        sequence,
-        base_decode_time,
-        samples,
-        &FragmentOptions::default(),
-    )?;
+    let head = segment_header(OUTPUT_TRACK_ID, sequence, base_decode_time, samples, &FragmentOptions::default())?;
     let mut chunks = vec![Bytes::from(head)];
     for (offset, len) in runs(samples) {
-        chunks.push(
-            file.slice(offset, len)
-                .ok_or(SegmentError::SampleOutOfFile { offset, size: len })?,
-        );
+        chunks.push(file.slice(offset, len).ok_or(SegmentError::SampleOutOfFile { offset, size: len })?);
     }
     Ok(chunks)
 }
@@ -303,9 +297,7 @@ pub fn runs(samples: &[Sample]) -> Vec<(u64, u64)> {
     for s in samples {
         let size = u64::from(s.size);
         match out.last_mut() {
-            Some((start, len)) if start.saturating_add(*len) == s.offset => {
-                *len = len.saturating_add(size)
-            }
+            Some((start, len)) if start.saturating_add(*len) == s.offset => *len = len.saturating_add(size),
             _ => out.push((s.offset, size)),
         }
     }

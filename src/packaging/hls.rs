@@ -3,9 +3,10 @@
 use std::fmt::Write;
 
 use super::plan::{Asset, Rendition};
+use super::Protection;
 use super::{frame_rate, language_tag, naming};
 use crate::crypto::{iv, key::hex};
-use crate::drm::{pssh, Policy, Variant};
+use crate::drm::{pssh, Variant};
 use crate::index::{time, TrackKind};
 
 /// Path of the raw-key endpoint for a key id (HLS AES-128 and `identity` key formats).
@@ -14,7 +15,8 @@ pub fn key_uri(kid: &crate::crypto::KeyId) -> String {
 }
 
 /// The multivariant playlist of `asset` in `variant`.
-pub fn master(asset: &Asset, variant: Variant) -> String {
+pub fn master(asset: &Asset, prot: &Protection) -> String {
+    let variant = prot.variant;
     let playlist = naming::media_playlist(variant);
     let mut x = String::from("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n");
     let videos: Vec<&Rendition> = by_kind(asset, TrackKind::Video);
@@ -37,12 +39,7 @@ pub fn master(asset: &Asset, variant: Variant) -> String {
                 Some(tag) => format!("{} ({})", language_name(tag), a.id),
                 None => a.id.clone(),
             };
-            let _ = write!(
-                x,
-                "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"{}\",NAME=\"{}\"",
-                quoted(gid),
-                quoted(&name)
-            );
+            let _ = write!(x, "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"{}\",NAME=\"{}\"", quoted(gid), quoted(&name));
             if let Some(tag) = &tag {
                 let _ = write!(x, ",LANGUAGE=\"{}\"", quoted(tag));
             }
@@ -70,26 +67,16 @@ pub fn master(asset: &Asset, variant: Variant) -> String {
         }
         return x;
     }
-    let audio_choices: Vec<Option<&(String, Vec<&Rendition>)>> = if groups.is_empty() {
-        vec![None]
-    } else {
-        groups.iter().map(Some).collect()
-    };
+    let audio_choices: Vec<Option<&(String, Vec<&Rendition>)>> =
+        if groups.is_empty() { vec![None] } else { groups.iter().map(Some).collect() };
     for group in audio_choices {
         for v in &videos {
             let Some(t) = v.track() else { continue };
-            let (mut peak, mut avg, mut codecs) =
-                (v.peak_bandwidth, v.avg_bandwidth, t.entry.codec.clone());
+            let (mut peak, mut avg, mut codecs) = (v.peak_bandwidth, v.avg_bandwidth, t.entry.codec.clone());
             if let Some((_, members)) = group {
-                peak = peak
-                    .saturating_add(members.iter().map(|a| a.peak_bandwidth).max().unwrap_or(0));
-                avg =
-                    avg.saturating_add(members.iter().map(|a| a.avg_bandwidth).max().unwrap_or(0));
-                if let Some(codec) = members
-                    .first()
-                    .and_then(|a| a.track())
-                    .map(|t| t.entry.codec.clone())
-                {
+                peak = peak.saturating_add(members.iter().map(|a| a.peak_bandwidth).max().unwrap_or(0));
+                avg = avg.saturating_add(members.iter().map(|a| a.avg_bandwidth).max().unwrap_or(0));
+                if let Some(codec) = members.first().and_then(|a| a.track()).map(|t| t.entry.codec.clone()) {
                     codecs = format!("{codecs},{codec}");
                 }
             }
@@ -114,23 +101,15 @@ pub fn master(asset: &Asset, variant: Variant) -> String {
     x
 }
 
-/// The media playlist of one rendition of asset `asset_id` in `variant` under `policy`.
-pub fn media(asset_id: &str, r: &Rendition, variant: Variant, policy: &Policy) -> String {
+/// The media playlist of one rendition of asset `asset_id` under `prot`.
+pub fn media(asset_id: &str, r: &Rendition, prot: &Protection) -> String {
+    let variant = prot.variant;
     let Some(t) = r.track() else {
         return String::from("#EXTM3U\n#EXT-X-ENDLIST\n");
     };
-    let secs: Vec<f64> = r
-        .segments
-        .iter()
-        .map(|s| time::seconds(s.presented, t.timescale))
-        .collect();
+    let secs: Vec<f64> = r.segments.iter().map(|s| time::seconds(s.presented, t.timescale)).collect();
     // EXT-X-TARGETDURATION must be ≥ every EXTINF rounded to the nearest integer.
-    let target = secs
-        .iter()
-        .map(|s| s.round() as u64)
-        .max()
-        .unwrap_or(1)
-        .max(1);
+    let target = secs.iter().map(|s| s.round() as u64).max().unwrap_or(1).max(1);
     let mut x = format!(
         "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:{}\n\
          #EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-INDEPENDENT-SEGMENTS\n",
@@ -138,18 +117,10 @@ pub fn media(asset_id: &str, r: &Rendition, variant: Variant, policy: &Policy) -
     );
     // EXT-X-MAP comes before any EXT-X-KEY so the init segment is never under AES-128
     // (spec-notes §8); under SAMPLE-AES the init segment is the protected one.
-    let _ = writeln!(
-        x,
-        "#EXT-X-MAP:URI=\"{}\"",
-        naming::init(variant.init_variant())
-    );
-    let lead = policy.clear_lead_segments;
+    let _ = writeln!(x, "#EXT-X-MAP:URI=\"{}\"", naming::init(variant.init_variant()));
+    let lead = prot.clear_lead;
     let stream = super::protect::stream_id(asset_id, &r.id);
-    let cenc_key = if variant.is_cenc_family() {
-        policy.cenc_key(t.kind)
-    } else {
-        None
-    };
+    let cenc_key = prot.key(&r.id);
     for (i, s) in secs.iter().enumerate() {
         let number = i.saturating_add(naming::START_NUMBER);
         let mut seg_variant = variant;
@@ -159,15 +130,10 @@ pub fn media(asset_id: &str, r: &Rendition, variant: Variant, policy: &Policy) -
                     sample_aes_keys(&mut x, variant, &k.kid);
                 }
             }
-            Variant::Aes128 => match &policy.envelope_key {
+            Variant::Aes128 => match &prot.envelope {
                 Some(k) if i >= lead => {
                     let seg_iv = iv::hls_segment_iv(&k.key, &stream, number as u64);
-                    let _ = writeln!(
-                        x,
-                        "#EXT-X-KEY:METHOD=AES-128,URI=\"{}\",IV=0x{}",
-                        key_uri(&k.kid),
-                        hex(&seg_iv)
-                    );
+                    let _ = writeln!(x, "#EXT-X-KEY:METHOD=AES-128,URI=\"{}\",IV=0x{}", key_uri(&k.kid), hex(&seg_iv));
                 }
                 // Clear lead under AES-128: the clear segments themselves (shared with the clear
                 // variant's cache entries).
@@ -175,11 +141,7 @@ pub fn media(asset_id: &str, r: &Rendition, variant: Variant, policy: &Policy) -
             },
             Variant::Clear => {}
         }
-        let _ = writeln!(
-            x,
-            "#EXTINF:{s:.6},\n{}",
-            naming::segment(number, seg_variant)
-        );
+        let _ = writeln!(x, "#EXTINF:{s:.6},\n{}", naming::segment(number, seg_variant));
     }
     x.push_str("#EXT-X-ENDLIST\n");
     x
@@ -189,11 +151,7 @@ pub fn media(asset_id: &str, r: &Rendition, variant: Variant, policy: &Policy) -
 /// testing-notes): `identity` (raw key at our key URI, shaka-player) and `org.w3.clearkey`
 /// (hls.js: key id from KEYID / the common pssh; license from the player's configuration).
 fn sample_aes_keys(x: &mut String, variant: Variant, kid: &crate::crypto::KeyId) {
-    let method = if variant == Variant::Cbcs {
-        "SAMPLE-AES"
-    } else {
-        "SAMPLE-AES-CTR"
-    };
+    let method = if variant == Variant::Cbcs { "SAMPLE-AES" } else { "SAMPLE-AES-CTR" };
     let _ = writeln!(
         x,
         "#EXT-X-KEY:METHOD={method},URI=\"{}\",KEYFORMAT=\"identity\",KEYFORMATVERSIONS=\"1\"",
@@ -208,18 +166,12 @@ fn sample_aes_keys(x: &mut String, variant: Variant, kid: &crate::crypto::KeyId)
 }
 
 fn by_kind(asset: &Asset, kind: TrackKind) -> Vec<&Rendition> {
-    asset
-        .renditions
-        .iter()
-        .filter(|r| r.track().map(|t| t.kind) == Some(kind))
-        .collect()
+    asset.renditions.iter().filter(|r| r.track().map(|t| t.kind) == Some(kind)).collect()
 }
 
 /// Quoted-string values may not hold `"` or line breaks (RFC 8216 §4.2).
 fn quoted(s: &str) -> String {
-    s.chars()
-        .filter(|c| *c != '"' && *c != '\n' && *c != '\r')
-        .collect()
+    s.chars().filter(|c| *c != '"' && *c != '\n' && *c != '\r').collect()
 }
 
 fn language_name(tag: &str) -> &str {

@@ -2,17 +2,10 @@
 //! init/media segments, [`dash`] and [`hls`] describe them. Both manifests point at the same
 //! segment URLs ([`naming`]), so a CDN caches one copy for both protocols.
 
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )
-)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 pub mod dash;
+pub mod drm_signalling;
 pub mod fmp4;
 pub mod hls;
 pub mod naming;
@@ -30,10 +23,7 @@ pub fn frame_rate(track: &TrackIndex) -> Option<(u64, u64)> {
     for s in track.samples.iter().take(1000) {
         *counts.entry(s.duration).or_default() += 1;
     }
-    let (&d, _) = counts
-        .iter()
-        .filter(|(&d, _)| d > 0)
-        .max_by_key(|(&d, &n)| (n, d))?;
+    let (&d, _) = counts.iter().filter(|(&d, _)| d > 0).max_by_key(|(&d, &n)| (n, d))?;
     let (mut a, mut b) = (u64::from(track.timescale), u64::from(d));
     let g = gcd(a, b);
     if g > 1 {
@@ -87,12 +77,7 @@ pub fn language_tag(iso639_2: &str) -> Option<String> {
     if iso639_2 == "und" || iso639_2.is_empty() {
         return None;
     }
-    Some(
-        TWO.iter()
-            .find(|(k, _)| *k == iso639_2)
-            .map_or(iso639_2, |(_, v)| v)
-            .to_owned(),
-    )
+    Some(TWO.iter().find(|(k, _)| *k == iso639_2).map_or(iso639_2, |(_, v)| v).to_owned())
 }
 
 /// Content type of a track for DASH `contentType` and HTTP `Content-Type`.
@@ -101,5 +86,46 @@ pub fn mime(kind: TrackKind) -> &'static str {
         TrackKind::Video => "video/mp4",
         TrackKind::Audio => "audio/mp4",
         TrackKind::Text => "application/mp4",
+    }
+}
+
+/// Everything a protected output needs, resolved once per request: the variant, the CENC key of
+/// each rendition, the envelope key, the clear lead and what to signal.
+#[derive(Debug, Clone)]
+pub struct Protection {
+    /// Variant served.
+    pub variant: crate::drm::Variant,
+    /// CENC key per rendition id (cenc/cbcs variants); renditions absent here stay clear.
+    pub keys: std::collections::BTreeMap<String, std::sync::Arc<crate::drm::ContentKey>>,
+    /// HLS AES-128 key.
+    pub envelope: Option<std::sync::Arc<crate::drm::ContentKey>>,
+    /// Leading clear segments.
+    pub clear_lead: usize,
+    /// DRM systems to signal.
+    pub systems: Vec<crate::drm::System>,
+    /// License / key URL per system.
+    pub license_urls: std::collections::BTreeMap<crate::drm::System, String>,
+}
+
+impl Protection {
+    /// Nothing protected.
+    pub fn clear() -> Protection {
+        Protection {
+            variant: crate::drm::Variant::Clear,
+            keys: Default::default(),
+            envelope: None,
+            clear_lead: 0,
+            systems: Vec::new(),
+            license_urls: Default::default(),
+        }
+    }
+
+    /// CENC key of a rendition, when this is a cenc/cbcs variant.
+    pub fn key(&self, rendition: &str) -> Option<&std::sync::Arc<crate::drm::ContentKey>> {
+        if self.variant.is_cenc_family() {
+            self.keys.get(rendition)
+        } else {
+            None
+        }
     }
 }

@@ -124,11 +124,7 @@ pub fn plan(id: &str, files: Vec<Arc<SourceFile>>, target: f64) -> Asset {
         }
     }
     tracks.sort_by_key(|(f, i)| f.index.tracks.get(*i).map(|t| t.kind));
-    let modified = files
-        .iter()
-        .map(|f| f.modified)
-        .max()
-        .unwrap_or(std::time::UNIX_EPOCH);
+    let modified = files.iter().map(|f| f.modified).max().unwrap_or(std::time::UNIX_EPOCH);
 
     // Reference cut instants, in seconds, from the first track (video sorts first).
     let mut cuts: Vec<f64> = Vec::new();
@@ -152,20 +148,14 @@ pub fn plan(id: &str, files: Vec<Arc<SourceFile>>, target: f64) -> Asset {
             continue;
         };
         let segments = cut(t, &cuts);
-        let starts: Vec<f64> = segments
-            .iter()
-            .map(|s| time::seconds(s.dts, t.timescale))
-            .collect();
+        let starts: Vec<f64> = segments.iter().map(|s| time::seconds(s.dts, t.timescale)).collect();
         let id = format!("{}_{}", f.stem, t.id);
         if t.kind == TrackKind::Video {
             match &reference_video {
                 None => reference_video = Some((id.clone(), starts)),
                 Some((ref_id, ref_starts)) => {
                     let aligned = ref_starts.len() == starts.len()
-                        && ref_starts
-                            .iter()
-                            .zip(&starts)
-                            .all(|(a, b)| (a - b).abs() < 1e-3);
+                        && ref_starts.iter().zip(&starts).all(|(a, b)| (a - b).abs() < 1e-3);
                     if !aligned {
                         warnings.push(format!(
                             "segment boundaries of {id} do not align with {ref_id} ({} vs {} segments): \
@@ -178,15 +168,8 @@ pub fn plan(id: &str, files: Vec<Arc<SourceFile>>, target: f64) -> Asset {
             }
         }
         let total_bytes: u64 = segments.iter().map(|s| s.bytes).sum();
-        let total_secs: f64 = segments
-            .iter()
-            .map(|s| time::seconds(s.presented, t.timescale))
-            .sum();
-        let peak = segments
-            .iter()
-            .map(|s| bitrate(s.bytes, time::seconds(s.duration, t.timescale)))
-            .max()
-            .unwrap_or(0);
+        let total_secs: f64 = segments.iter().map(|s| time::seconds(s.presented, t.timescale)).sum();
+        let peak = segments.iter().map(|s| bitrate(s.bytes, time::seconds(s.duration, t.timescale))).max().unwrap_or(0);
         renditions.push(Rendition {
             id,
             track: i,
@@ -200,23 +183,11 @@ pub fn plan(id: &str, files: Vec<Arc<SourceFile>>, target: f64) -> Asset {
         .iter()
         .filter_map(|r| {
             let t = r.track()?;
-            Some(
-                r.segments
-                    .iter()
-                    .map(|s| time::seconds(s.presented, t.timescale))
-                    .sum::<f64>(),
-            )
+            Some(r.segments.iter().map(|s| time::seconds(s.presented, t.timescale)).sum::<f64>())
         })
         .fold(0.0, f64::max);
     let generation = GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    Asset {
-        id: id.to_owned(),
-        renditions,
-        duration,
-        warnings,
-        modified,
-        generation,
-    }
+    Asset { id: id.to_owned(), renditions, duration, warnings, modified, generation }
 }
 
 fn bitrate(bytes: u64, secs: f64) -> u64 {
@@ -249,41 +220,19 @@ fn cut(t: &TrackIndex, cuts: &[f64]) -> Vec<Segment> {
     let pts_of = |s: &Sample| s.dts.saturating_add_signed(i64::from(s.cts));
     let mut segs: Vec<Segment> = Vec::with_capacity(starts.len());
     for (k, &first) in starts.iter().enumerate() {
-        let end = starts
-            .get(k.saturating_add(1))
-            .copied()
-            .unwrap_or(t.samples.len());
+        let end = starts.get(k.saturating_add(1)).copied().unwrap_or(t.samples.len());
         let Some(samples) = t.samples.get(first..end) else {
             continue;
         };
         let pts = samples.iter().map(pts_of).min().unwrap_or(0);
         let dts = samples.first().map_or(0, |s| s.dts);
         let bytes = samples.iter().map(|s| u64::from(s.size)).sum();
-        segs.push(Segment {
-            first,
-            end,
-            dts,
-            pts,
-            duration: 0,
-            start: 0,
-            presented: 0,
-            bytes,
-        });
+        segs.push(Segment { first, end, dts, pts, duration: 0, start: 0, presented: 0, bytes });
     }
     // Durations: from one segment's earliest presentation to the next's; the last runs to the
     // end of the last sample's presentation.
-    let end_pts = t
-        .samples
-        .iter()
-        .map(|s| pts_of(s).saturating_add(u64::from(s.duration)))
-        .max()
-        .unwrap_or(0);
-    let next_pts: Vec<u64> = segs
-        .iter()
-        .skip(1)
-        .map(|s| s.pts)
-        .chain(std::iter::once(end_pts))
-        .collect();
+    let end_pts = t.samples.iter().map(|s| pts_of(s).saturating_add(u64::from(s.duration))).max().unwrap_or(0);
+    let next_pts: Vec<u64> = segs.iter().skip(1).map(|s| s.pts).chain(std::iter::once(end_pts)).collect();
     let start = u64::try_from(t.edit_media_time).unwrap_or(0);
     for (s, np) in segs.iter_mut().zip(next_pts) {
         s.duration = np.saturating_sub(s.pts);

@@ -121,15 +121,11 @@ pub fn protected_stsd(
     let mut r = Reader::new(body, STSD);
     r.full_header()?;
     r.u32()?;
-    let entry = reader::boxes(r.rest(), STSD)
-        .next()
-        .ok_or(crate::mp4::Error::Missing(STSD))??;
-    let original = entry.whole(r.rest());
-    let protected_format = if track.kind == TrackKind::Video {
-        ENCV
-    } else {
-        ENCA
-    };
+    // `rest()` consumes the reader: take the entries once and slice both views from it.
+    let entries = r.rest();
+    let entry = reader::boxes(entries, STSD).next().ok_or(crate::mp4::Error::Missing(STSD))??;
+    let original = entry.whole(entries);
+    let protected_format = if track.kind == TrackKind::Video { ENCV } else { ENCA };
     let mut out = Vec::with_capacity(stsd.len().saturating_mul(2).saturating_add(128));
     write_full_box(&mut out, STSD, 0, 0, |o| {
         o.put_u32(if clear_lead { 2 } else { 1 });
@@ -155,11 +151,7 @@ fn write_sinf(
     write_box(o, SINF, |o| {
         write_box(o, FRMA, |o| o.extend_from_slice(&original.0));
         write_full_box(o, SCHM, 0, 0, |o| {
-            o.extend_from_slice(if variant == Variant::Cbcs {
-                b"cbcs"
-            } else {
-                b"cenc"
-            });
+            o.extend_from_slice(if variant == Variant::Cbcs { b"cbcs" } else { b"cenc" });
             o.put_u32(0x0001_0000);
         });
         write_box(o, SCHI, |o| {
@@ -201,10 +193,7 @@ pub fn init_segment(
 }
 
 /// Reads the bytes of `samples` (in order) with positioned reads.
-pub fn read_samples<R: ReadAt + ?Sized>(
-    file: &R,
-    samples: &[Sample],
-) -> Result<Vec<u8>, ProtectError> {
+pub fn read_samples<R: ReadAt + ?Sized>(file: &R, samples: &[Sample]) -> Result<Vec<u8>, ProtectError> {
     let total: u64 = samples.iter().map(|s| u64::from(s.size)).sum();
     let mut data = vec![0u8; usize::try_from(total).map_err(|_| SegmentError::TooLarge)?];
     let mut at = 0usize;
@@ -236,19 +225,12 @@ pub fn cenc_segment<R: ReadAt + ?Sized>(
     let nal = check(track, variant)?;
     let mut data = read_samples(file, samples)?;
     if clear {
-        let opts = FragmentOptions {
-            sample_description_index: Some(2),
-            aux: None,
-        };
-        let mut out = fmp4::segment_header(track.id, sequence, base_decode_time, samples, &opts)?;
+        let opts = FragmentOptions { sample_description_index: Some(2), aux: None };
+        let mut out = fmp4::segment_header(fmp4::OUTPUT_TRACK_ID, sequence, base_decode_time, samples, &opts)?;
         out.extend_from_slice(&data);
         return Ok(out);
     }
-    let scheme = if variant == Variant::Cbcs {
-        codec::Scheme::Cbcs
-    } else {
-        codec::Scheme::Cenc
-    };
+    let scheme = if variant == Variant::Cbcs { codec::Scheme::Cbcs } else { codec::Scheme::Cenc };
     let mut ivs: Vec<[u8; 8]> = Vec::new();
     let mut maps: Vec<Vec<Subsample>> = Vec::with_capacity(samples.len());
     let civ = iv::cbcs_constant_iv(sk.key, &sk.stream_id);
@@ -262,14 +244,11 @@ pub fn cenc_segment<R: ReadAt + ?Sized>(
         at = end;
         let index = first_index.saturating_add(i);
         let map = match ctx.as_mut() {
-            Some(ctx) => {
-                ctx.subsamples(sample, scheme)
-                    .map_err(|source| ProtectError::Bitstream {
-                        track: track.id,
-                        index,
-                        source,
-                    })?
-            }
+            Some(ctx) => ctx.subsamples(sample, scheme).map_err(|source| ProtectError::Bitstream {
+                track: track.id,
+                index,
+                source,
+            })?,
             None => Vec::new(),
         };
         if variant == Variant::Cbcs {
@@ -283,12 +262,9 @@ pub fn cenc_segment<R: ReadAt + ?Sized>(
     }
     let opts = FragmentOptions {
         sample_description_index: has_clear_entry.then_some(1),
-        aux: Some(SampleAux {
-            ivs: &ivs,
-            subsamples: &maps,
-        }),
+        aux: Some(SampleAux { ivs: &ivs, subsamples: &maps }),
     };
-    let mut out = fmp4::segment_header(track.id, sequence, base_decode_time, samples, &opts)?;
+    let mut out = fmp4::segment_header(fmp4::OUTPUT_TRACK_ID, sequence, base_decode_time, samples, &opts)?;
     out.append(&mut data);
     Ok(out)
 }
@@ -304,13 +280,7 @@ pub fn aes128_segment<R: ReadAt + ?Sized>(
     samples: &[Sample],
 ) -> Result<Vec<u8>, ProtectError> {
     let data = read_samples(file, samples)?;
-    let mut clear = fmp4::segment_header(
-        track.id,
-        sequence,
-        base_decode_time,
-        samples,
-        &FragmentOptions::default(),
-    )?;
+    let mut clear = fmp4::segment_header(fmp4::OUTPUT_TRACK_ID, sequence, base_decode_time, samples, &FragmentOptions::default())?;
     clear.extend_from_slice(&data);
     Ok(crypto::hls::encrypt_segment(key, segment_iv, &clear))
 }

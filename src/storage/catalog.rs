@@ -79,18 +79,10 @@ impl Store {
     /// A store over `root`; call [`Store::rescan`] to fill it.
     pub fn new(root: PathBuf, settings: StoreSettings) -> Store {
         let cache = moka::sync::Cache::builder()
-            .weigher(|_k: &FileKey, v: &Arc<SourceFile>| {
-                u32::try_from(v.index.weight()).unwrap_or(u32::MAX)
-            })
+            .weigher(|_k: &FileKey, v: &Arc<SourceFile>| u32::try_from(v.index.weight()).unwrap_or(u32::MAX))
             .max_capacity(512 << 20)
             .build();
-        Store {
-            root,
-            settings,
-            library: RwLock::new(Arc::default()),
-            cache,
-            state: Mutex::default(),
-        }
+        Store { root, settings, library: RwLock::new(Arc::default()), cache, state: Mutex::default() }
     }
 
     /// The current library (cheap: an `Arc` clone).
@@ -122,10 +114,7 @@ impl Store {
             let unchanged = previous.get(rel) == Some(stamp) || first_scan;
             let Some(id) = asset_id(rel) else { continue };
             if old_enough && unchanged {
-                groups.entry(id).or_default().push(FileKey {
-                    path: rel.clone(),
-                    stamp: *stamp,
-                });
+                groups.entry(id).or_default().push(FileKey { path: rel.clone(), stamp: *stamp });
             } else {
                 unsettled.insert(id);
             }
@@ -165,14 +154,8 @@ impl Store {
         }
         st.built.retain(|id, _| assets.contains_key(id));
         // Drop cached indexes (and mappings) of files that are gone or changed.
-        let live: std::collections::HashSet<FileKey> =
-            st.built.values().flatten().cloned().collect();
-        let stale: Vec<FileKey> = self
-            .cache
-            .iter()
-            .map(|(k, _)| (*k).clone())
-            .filter(|k| !live.contains(k))
-            .collect();
+        let live: std::collections::HashSet<FileKey> = st.built.values().flatten().cloned().collect();
+        let stale: Vec<FileKey> = self.cache.iter().map(|(k, _)| (*k).clone()).filter(|k| !live.contains(k)).collect();
         for k in stale {
             self.cache.invalidate(&k);
         }
@@ -230,11 +213,7 @@ impl Store {
         let path = self.root.join(&k.path);
         let mapped = MappedFile::open(&path)?;
         let idx = index::build(mapped.file(), mapped.len())?;
-        let stem = k
-            .path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let stem = k.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         let st = k.stamp;
         let fingerprint = super::fnv1a(&[
             k.path.as_os_str().as_encoded_bytes(),
@@ -243,26 +222,14 @@ impl Store {
             &st.ino.to_be_bytes(),
         ]);
         let modified = SystemTime::UNIX_EPOCH
-            .checked_add(Duration::from_nanos(
-                u64::try_from(st.mtime_ns.max(0)).unwrap_or(0),
-            ))
+            .checked_add(Duration::from_nanos(u64::try_from(st.mtime_ns.max(0)).unwrap_or(0)))
             .unwrap_or(SystemTime::UNIX_EPOCH);
-        Ok(SourceFile {
-            name: k.path.display().to_string(),
-            stem,
-            mapped,
-            index: idx,
-            modified,
-            fingerprint,
-        })
+        Ok(SourceFile { name: k.path.display().to_string(), stem, mapped, index: idx, modified, fingerprint })
     }
 }
 
 fn mtime_age(stamp: &Stamp, now: SystemTime) -> Duration {
-    let now_ns = now
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
+    let now_ns = now.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     let now_ns = i128::try_from(now_ns).unwrap_or(i128::MAX);
     let age = now_ns.saturating_sub(stamp.mtime_ns).max(0);
     Duration::from_nanos(u64::try_from(age).unwrap_or(u64::MAX))
@@ -274,10 +241,7 @@ fn asset_id(rel: &Path) -> Option<String> {
     if parent.as_os_str().is_empty() {
         return rel.file_stem().map(|s| s.to_string_lossy().into_owned());
     }
-    let parts: Vec<String> = parent
-        .components()
-        .map(|c| c.as_os_str().to_string_lossy().into_owned())
-        .collect();
+    let parts: Vec<String> = parent.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
     Some(parts.join("/"))
 }
 
@@ -286,9 +250,7 @@ pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && !name.starts_with('.')
         && name.len() <= 128
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
 fn walk(
@@ -349,10 +311,7 @@ mod tests {
     #[test]
     fn asset_ids_follow_the_layout() {
         assert_eq!(asset_id(Path::new("movie.mp4")).as_deref(), Some("movie"));
-        assert_eq!(
-            asset_id(Path::new("kids/cartoon/v1.mp4")).as_deref(),
-            Some("kids/cartoon")
-        );
+        assert_eq!(asset_id(Path::new("kids/cartoon/v1.mp4")).as_deref(), Some("kids/cartoon"));
     }
 
     #[test]

@@ -34,9 +34,7 @@ pub struct MappedFile {
 impl std::fmt::Debug for MappedFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never format the contents: that would read the mapping.
-        f.debug_struct("MappedFile")
-            .field("len", &self.len)
-            .finish()
+        f.debug_struct("MappedFile").field("len", &self.len).finish()
     }
 }
 
@@ -55,8 +53,7 @@ impl MappedFile {
             match unsafe { Mmap::map(&file) } {
                 Ok(map) => Bytes::from_owner(map),
                 Err(_) => {
-                    let mut buf =
-                        vec![0u8; usize::try_from(len).map_err(|_| io::ErrorKind::OutOfMemory)?];
+                    let mut buf = vec![0u8; usize::try_from(len).map_err(|_| io::ErrorKind::OutOfMemory)?];
                     std::os::unix::fs::FileExt::read_exact_at(&file, &mut buf, 0)?;
                     Bytes::from(buf)
                 }

@@ -2,15 +2,7 @@
 //! The folder is polled ([`catalog::Store::rescan`]); a file is served once it has been stable
 //! for a while, and each file's index is built once and cached until the file changes.
 
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )
-)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 pub mod catalog;
 pub mod mmap;
