@@ -13,12 +13,28 @@
 // the asset holds, and no player / media error was raised. Output: one `PASS name` or
 // `FAIL name: reason` line per case (diagnostics indented below a FAIL), then `N passed, M failed`.
 //
+// Protected cases (`*-cenc-*`, `*-cbcs-*`, `*-aes128-*`) run against a second origin started with
+// tests/browser/drm.toml (every asset protected, keys known to this script) and request the
+// explicit variant manifests. Besides playing, each must prove it really decrypted:
+//   cenc / cbcs: MediaKeys set on the <video>, a ClearKey session whose key statuses show the
+//     video and the audio KID `usable`, only protected segments (init.<v>.mp4, N.<v>.m4s) fetched;
+//     keys reach the player as the case says: directly (shaka drm.clearKeys, dash.js protection
+//     data), from this script's ClearKey license server (hls.js) or as the raw key from the
+//     origin's /.drm/key/<kid> (shaka-player, HLS KEYFORMAT="identity").
+//   aes128: N.aes128.m4s segments fetched, the envelope key fetched from /.drm/key/<kid> (200,
+//     16 bytes), no MediaKeys.
+// A negative case plays DASH cenc with a wrong video key: it must NOT play cleanly.
+//
 // Environment:
 //   DRM_ORIGIN_BIN      server binary (default <repo>/target/release/drm-origin)
 //   DRM_ORIGIN_ASSETS   assets folder (default <repo>/assets)
-//   DRM_ORIGIN_URL      use an already running origin instead of starting one
+//   DRM_ORIGIN_URL      use an already running origin instead of starting one (clear cases)
+//   DRM_ORIGIN_DRM_URL  same for the protected cases (it must use tests/browser/drm.toml's keys)
 //   CHROMIUM            browser binary (default /usr/bin/chromium)
 //   CASE_TIMEOUT_MS     per-case timeout (default 30000)
+//   STALL_MS            fail a case whose clock stands still this long with data buffered ahead
+//                       (default 10000)
+//   NEGATIVE_TIMEOUT_MS timeout of the wrong-key case (default 12000)
 //   VERBOSE=1           print diagnostics for passing cases too
 
 import { spawn } from 'node:child_process';
@@ -32,16 +48,19 @@ const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, '..', '..');
 const BIN = process.env.DRM_ORIGIN_BIN || join(ROOT, 'target', 'release', 'drm-origin');
 const ASSETS = process.env.DRM_ORIGIN_ASSETS || join(ROOT, 'assets');
+const DRM_CONFIG = join(HERE, 'drm.toml');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const CASE_TIMEOUT_MS = Number(process.env.CASE_TIMEOUT_MS || 30000);
 const VERBOSE = !!process.env.VERBOSE;
 const TARGET_TIME = 4.0;
 const START_TOLERANCE = 0.5; // seconds: playback must start (and stay buffered) from below this
+const NEGATIVE_TIMEOUT_MS = Number(process.env.NEGATIVE_TIMEOUT_MS || 12000);
+const STALL_MS = Number(process.env.STALL_MS || 10000); // buffered but not advancing this long = stalled
 
 // Asset expectations: what every player must discover from the manifests.
 const ASSET_EXPECT = {
-  multi: { minVideoHeights: 3, minAudioLanguages: 2 },
-  progressive: { minVideoHeights: 1, minAudioLanguages: 0 },
+  multi: { minVideoHeights: 3, minAudioLanguages: 2, hasAudio: true },
+  progressive: { minVideoHeights: 1, minAudioLanguages: 0, hasAudio: true },
 };
 const CASES = [];
 for (const asset of ['multi', 'progressive']) {
@@ -50,6 +69,67 @@ for (const asset of ['multi', 'progressive']) {
   CASES.push({ name: `hls-hlsjs-${asset}`, player: 'hlsjs', asset, manifest: 'master.m3u8' });
   CASES.push({ name: `hls-shaka-${asset}`, player: 'shaka', asset, manifest: 'master.m3u8' });
 }
+// Protected cases. keys: how the player gets the ClearKey keys —
+//   'direct'  : {kidHex: keyHex} in the page (shaka drm.clearKeys, dash.js protection data)
+//   'license' : this script's ClearKey license server (hls.js drmSystems licenseUrl)
+//   'origin'  : none given; the player fetches them from the URIs in the playlist (/.drm/key/<kid>)
+for (const asset of ['multi', 'progressive']) {
+  for (const v of ['cenc', 'cbcs']) {
+    const manifest = `manifest.${v}.mpd`;
+    CASES.push({ name: `dash-${v}-shaka-${asset}`, player: 'shaka', asset, manifest, variant: v, keys: 'direct' });
+    CASES.push({ name: `dash-${v}-dashjs-${asset}`, player: 'dashjs', asset, manifest, variant: v, keys: 'direct' });
+  }
+  CASES.push({ name: `hls-cbcs-hlsjs-${asset}`, player: 'hlsjs', asset, manifest: 'master.cbcs.m3u8', variant: 'cbcs', keys: 'license' });
+  CASES.push({ name: `hls-cbcs-shaka-${asset}`, player: 'shaka', asset, manifest: 'master.cbcs.m3u8', variant: 'cbcs', keys: 'origin' });
+  CASES.push({ name: `hls-aes128-hlsjs-${asset}`, player: 'hlsjs', asset, manifest: 'master.aes128.m3u8', variant: 'aes128', keys: 'origin' });
+  CASES.push({ name: `hls-aes128-shaka-${asset}`, player: 'shaka', asset, manifest: 'master.aes128.m3u8', variant: 'aes128', keys: 'origin' });
+}
+// HLS cenc (METHOD=SAMPLE-AES-CTR, non-RFC but read by both players): one asset is enough.
+CASES.push({ name: 'hls-cenc-hlsjs-multi', player: 'hlsjs', asset: 'multi', manifest: 'master.cenc.m3u8', variant: 'cenc', keys: 'license' });
+CASES.push({ name: 'hls-cenc-shaka-multi', player: 'shaka', asset: 'multi', manifest: 'master.cenc.m3u8', variant: 'cenc', keys: 'origin' });
+// Negative: the right KIDs, but the video key is wrong. Must not play cleanly (see checkNegative).
+CASES.push({ name: 'dash-cenc-shaka-multi-wrongkey', player: 'shaka', asset: 'multi', manifest: 'manifest.cenc.mpd',
+  variant: 'cenc', keys: 'direct', wrongVideoKey: true });
+
+// ---------------------------------------------------------------- keys of drm.toml
+// A reader for the small TOML subset drm.toml uses: `[keys.NAME]` tables with `kid = "…"` /
+// `key = "…"` lines, and the policy's `keys = { video = "…", audio = "…", envelope = "…" }`.
+function readDrmKeys(file) {
+  const named = {};
+  let roles = null;
+  let table = null;
+  for (const raw of readFileSync(file, 'utf8').split('\n')) {
+    const line = raw.replace(/#.*$/, '').trim();
+    if (!line) continue;
+    if (line.startsWith('[[')) { table = null; continue; }
+    let m = /^\[([^\]]+)\]$/.exec(line);
+    if (m) { table = m[1].trim(); continue; }
+    m = /^(kid|key)\s*=\s*"([^"]*)"$/.exec(line);
+    if (m && table && table.startsWith('keys.')) {
+      (named[table.slice(5)] ||= {})[m[1]] = m[2].replace(/-/g, '').toLowerCase();
+      continue;
+    }
+    m = /^keys\s*=\s*\{(.*)\}$/.exec(line);
+    if (m && table && table.startsWith('policies.')) {
+      roles = {};
+      for (const [, k, v] of m[1].matchAll(/(\w+)\s*=\s*"([^"]*)"/g)) roles[k] = v;
+    }
+  }
+  const pick = (role, name) => {
+    const k = named[name];
+    if (!k || !/^[0-9a-f]{32}$/.test(k.kid || '') || !/^[0-9a-f]{32}$/.test(k.key || '')) {
+      throw new Error(`${file}: ${role} key "${name}" missing or not 16-byte hex kid/key`);
+    }
+    return { kid: k.kid, key: k.key };
+  };
+  if (!roles || !roles.video || !roles.envelope) throw new Error(`${file}: policy keys = { video, envelope } missing`);
+  return {
+    video: pick('video', roles.video),
+    audio: pick('audio', roles.audio || roles.video), // audio defaults to the video key
+    envelope: pick('envelope', roles.envelope),
+  };
+}
+const b64url = (h) => Buffer.from(h, 'hex').toString('base64url');
 
 const LIBS = {
   '/lib/shaka-player.js': 'node_modules/shaka-player/dist/shaka-player.compiled.js',
@@ -68,13 +148,13 @@ process.on('exit', cleanup);
 for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => { cleanup(); process.exit(130); });
 
 // ---------------------------------------------------------------- origin process
-const serverLog = []; // stderr lines of the origin
-
-function startOrigin() {
+// Each origin: { url, log } where log collects its stderr lines.
+function startOrigin(extraArgs = []) {
+  const serverLog = [];
   return new Promise((resolveP, reject) => {
     if (!existsSync(BIN)) return reject(new Error(`${BIN} missing: run \`cargo build --release\` first`));
     const env = { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info' };
-    const child = spawn(BIN, ['serve', '--assets', ASSETS, '--listen', '127.0.0.1:0'], {
+    const child = spawn(BIN, ['serve', '--assets', ASSETS, '--listen', '127.0.0.1:0', ...extraArgs], {
       cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'],
     });
     cleanups.push(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL'); });
@@ -86,7 +166,7 @@ function startOrigin() {
     createInterface({ input: child.stderr }).on('line', (l) => serverLog.push(l.replace(/\x1b\[[0-9;]*m/g, '')));
     createInterface({ input: child.stdout }).on('line', (l) => {
       const m = /^drm-origin listening on (http:\/\/\S+?)\/?$/.exec(l.trim());
-      if (m && !done) { done = true; clearTimeout(timer); resolveP({ url: m[1], child }); }
+      if (m && !done) { done = true; clearTimeout(timer); resolveP({ url: m[1], log: serverLog }); }
     });
     child.on('exit', (code, sig) => {
       serverLog.push(`[run.mjs] origin exited code=${code} signal=${sig}`);
@@ -101,7 +181,10 @@ function startOrigin() {
 }
 
 // ---------------------------------------------------------------- page server
-function startPageServer() {
+// ClearKey license requests answered by the page server, per case: {kids, answered}.
+const licenseLog = new Map();
+
+function startPageServer(drmKeys) {
   for (const rel of Object.values(LIBS)) {
     if (!existsSync(join(HERE, rel))) {
       throw new Error(`${rel} missing: run \`npm ci --prefix tests/browser\` first`);
@@ -109,8 +192,10 @@ function startPageServer() {
   }
   const files = { ...LIBS, ...PAGES };
   const server = createServer((req, res) => {
-    const path = new URL(req.url, 'http://x').pathname;
+    const u = new URL(req.url, 'http://x');
+    const path = u.pathname;
     if (path === '/favicon.ico') { res.writeHead(204); return res.end(); }
+    if (path === '/license' && req.method === 'POST') return license(req, res, u.searchParams.get('case') || '?');
     const rel = files[path];
     if (!rel || (req.method !== 'GET' && req.method !== 'HEAD')) {
       res.writeHead(404, { 'content-type': 'text/plain' });
@@ -124,6 +209,38 @@ function startPageServer() {
     });
     res.end(req.method === 'HEAD' ? undefined : body);
   });
+  // W3C ClearKey license server (spec-notes §5): request {"kids":[b64url…],"type":…} from the
+  // CDM, answer a JWK set with the keys of drm.toml that were asked for. Same origin as the page,
+  // so no CORS. These are "keys given to the player directly": the origin's own license
+  // endpoint comes later.
+  function license(req, res, caseName) {
+    const chunks = [];
+    req.on('data', (d) => chunks.push(d));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks).toString('utf8');
+      const rec = { kids: [], answered: [], error: null };
+      (licenseLog.get(caseName) || licenseLog.set(caseName, []).get(caseName)).push(rec);
+      let kids = [];
+      try {
+        kids = JSON.parse(body).kids;
+        if (!Array.isArray(kids)) throw new Error('no kids array');
+      } catch (e) {
+        rec.error = `bad license request ${JSON.stringify(body.slice(0, 200))}: ${e.message}`;
+        res.writeHead(400, { 'content-type': 'text/plain' });
+        return res.end(rec.error);
+      }
+      rec.kids = kids.map((k) => Buffer.from(k, 'base64url').toString('hex'));
+      const all = drmKeys ? [drmKeys.video, drmKeys.audio, drmKeys.envelope] : [];
+      const keys = [];
+      for (const kidHex of rec.kids) {
+        const k = all.find((x) => x.kid === kidHex);
+        if (k) { keys.push({ kty: 'oct', kid: b64url(k.kid), k: b64url(k.key) }); rec.answered.push(kidHex); }
+      }
+      const out = Buffer.from(JSON.stringify({ keys, type: 'temporary' }));
+      res.writeHead(keys.length ? 200 : 403, { 'content-type': 'application/json', 'content-length': out.length });
+      res.end(out);
+    });
+  }
   return new Promise((resolveP, reject) => {
     server.on('error', reject);
     server.listen(0, '127.0.0.1', () => {
@@ -136,28 +253,46 @@ function startPageServer() {
 // ---------------------------------------------------------------- one case
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-async function runCase(browser, pageBase, originUrl, c) {
+async function runCase(browser, pageBase, origin, c, drmKeys) {
+  const originUrl = origin.url;
+  const serverLog = origin.log;
   const diag = { console: [], http: [], failed: [] };
+  const fetched = []; // origin responses: { path, status, length }
   const context = await browser.newContext({ viewport: { width: 800, height: 450 } });
   const page = await context.newPage();
   page.on('console', (m) => diag.console.push(`console.${m.type()}: ${m.text()}`.slice(0, 800)));
   page.on('pageerror', (e) => diag.console.push(`pageerror: ${e.message}`));
   page.on('response', (r) => {
     if (r.status() >= 400) diag.http.push(`HTTP ${r.status()} ${r.request().method()} ${r.url()}`);
+    if (r.url().startsWith(originUrl + '/') && r.request().method() === 'GET') {
+      const len = r.headers()['content-length'];
+      fetched.push({ path: r.url().slice(originUrl.length), status: r.status(), length: len === undefined ? null : Number(len) });
+    }
   });
   page.on('requestfailed', (r) => {
     diag.failed.push(`request failed: ${r.method()} ${r.url()}: ${r.failure() && r.failure().errorText}`);
   });
   const logStart = serverLog.length;
   const src = `${originUrl}/${c.asset}/${c.manifest}`;
-  const url = `${pageBase}/player.html?player=${c.player}&src=${encodeURIComponent(src)}`;
+  let url = `${pageBase}/player.html?player=${c.player}&src=${encodeURIComponent(src)}`;
+  if (c.keys === 'direct') {
+    const k = { [drmKeys.video.kid]: c.wrongVideoKey ? wrongKey(drmKeys.video.key) : drmKeys.video.key };
+    k[drmKeys.audio.kid] = drmKeys.audio.key;
+    url += `&keys=${encodeURIComponent(JSON.stringify(k))}`;
+  } else if (c.keys === 'license') {
+    url += `&license=${encodeURIComponent(`${pageBase}/license?case=${c.name}`)}`;
+  }
+  const timeout = c.wrongVideoKey ? NEGATIVE_TIMEOUT_MS : CASE_TIMEOUT_MS;
   const started = Date.now();
   let snap = null;
   let reason = null;
+  let lastTime = -1;
+  let lastProgress = Date.now();
   try {
     await page.goto(url, { waitUntil: 'load', timeout: 10000 });
     for (;;) {
       snap = await page.evaluate(() => window.T.snapshot());
+      if (snap.currentTime !== lastTime) { lastTime = snap.currentTime; lastProgress = Date.now(); }
       if (snap.errors.length) {
         await sleep(300); // let a cascade of related errors arrive, then report them all
         snap = await page.evaluate(() => window.T.snapshot());
@@ -172,8 +307,16 @@ async function runCase(browser, pageBase, originUrl, c) {
         reason = `playback ended at currentTime=${snap.currentTime.toFixed(3)} (duration=${snap.duration}) before ${TARGET_TIME} s`;
         break;
       }
-      if (Date.now() - started > CASE_TIMEOUT_MS) {
-        reason = `timeout after ${CASE_TIMEOUT_MS} ms: currentTime=${snap.currentTime.toFixed(3)} ` +
+      // Data buffered ahead but the clock does not move (e.g. encrypted media without a usable
+      // key): no need to wait for the full timeout.
+      const ahead = snap.buffered.some(([a, b]) => a <= snap.currentTime + 0.1 && b >= snap.currentTime + 1);
+      if (ahead && Date.now() - lastProgress > STALL_MS) {
+        reason = `stalled: currentTime=${snap.currentTime.toFixed(3)} has not advanced for ${STALL_MS} ms although ` +
+          `buffered=${JSON.stringify(snap.buffered)} readyState=${snap.readyState} frames=${snap.totalVideoFrames}`;
+        break;
+      }
+      if (Date.now() - started > timeout) {
+        reason = `timeout after ${timeout} ms: currentTime=${snap.currentTime.toFixed(3)} ` +
           `readyState=${snap.readyState} paused=${snap.paused} frames=${snap.totalVideoFrames} ` +
           `buffered=${JSON.stringify(snap.buffered)} state=${snap.state}`;
         break;
@@ -185,7 +328,136 @@ async function runCase(browser, pageBase, originUrl, c) {
   }
   await context.close().catch(() => {});
   const secs = ((Date.now() - started) / 1000).toFixed(1);
+  const licenses = licenseLog.get(c.name) || [];
+  if (c.variant && snap) {
+    if (c.wrongVideoKey) reason = checkNegative(c, snap, fetched, drmKeys, reason);
+    else if (!reason) reason = checkProtection(c, snap, fetched, licenses, drmKeys);
+  }
+  diag.protection = protectionSummary(snap, fetched, licenses);
+  if (reason && c.player === 'hlsjs' && (c.variant === 'cenc' || c.variant === 'cbcs')) {
+    try { diag.hints = await hlsjsKeyHints(originUrl, c); } catch (e) { diag.hints = [`hint check failed: ${e.message}`]; }
+  }
   return { reason, snap, diag, logLines: serverLog.slice(logStart), secs };
+}
+
+// Flip every bit of the first key byte: same KID, wrong key.
+function wrongKey(keyHex) {
+  return ((parseInt(keyHex.slice(0, 2), 16) ^ 0xff).toString(16).padStart(2, '0')) + keyHex.slice(2);
+}
+
+const isSegment = (p) => /\/(init(\.[a-z0-9]+)?\.mp4|\d+(\.[a-z0-9]+)?\.m4s)(\?|$)/.test(p);
+const ok = (f) => f.status === 200 || f.status === 206;
+
+// Key statuses the CDM reported for a KID, over all sessions.
+function keyStatuses(snap, kid) {
+  return (snap.eme && snap.eme.sessions || []).map((x) => x.statuses[kid]).filter(Boolean);
+}
+
+// Did the playback really go through decryption, with the keys from where the case says?
+function checkProtection(c, snap, fetched, licenses, keys) {
+  const v = c.variant;
+  const segs = fetched.filter((f) => isSegment(f.path));
+  if (v === 'cenc' || v === 'cbcs') {
+    const notV = segs.filter((f) => !new RegExp(`/(init|\\d+)\\.${v}\\.(mp4|m4s)(\\?|$)`).test(f.path));
+    if (notV.length) return `fetched segments that are not ${v}: ${notV.slice(0, 3).map((f) => f.path).join(' ')}`;
+    if (!segs.some((f) => ok(f) && new RegExp(`/\\d+\\.${v}\\.m4s`).test(f.path))) return `no ${v} media segment was fetched`;
+    if (!snap.eme.mediaKeys) return `played without MediaKeys on the <video> (EME never used): eme=${JSON.stringify(snap.eme)}`;
+    const roles = [['video', keys.video.kid]];
+    if (ASSET_EXPECT[c.asset] && ASSET_EXPECT[c.asset].hasAudio) roles.push(['audio', keys.audio.kid]);
+    for (const [role, kid] of roles) {
+      const st = keyStatuses(snap, kid);
+      if (!st.includes('usable')) {
+        return `the CDM never reported the ${role} KID ${kid} 'usable' (statuses ${JSON.stringify(st)}; ` +
+          `sessions ${JSON.stringify(snap.eme.sessions)})`;
+      }
+      if (c.keys === 'license' && !licenses.some((l) => l.answered.includes(kid))) {
+        return `no ClearKey license request asked for the ${role} KID ${kid} (requests: ${JSON.stringify(licenses)})`;
+      }
+      if (c.keys === 'origin' && !fetched.some((f) => f.path === `/.drm/key/${kid}` && f.status === 200)) {
+        return `the ${role} key was not fetched from the origin's /.drm/key/${kid}`;
+      }
+    }
+    return null;
+  }
+  if (v === 'aes128') {
+    const bad = segs.filter((f) => !/\/(init\.mp4|\d+\.aes128\.m4s)(\?|$)/.test(f.path));
+    if (bad.length) return `fetched segments that are not AES-128 media / clear init: ${bad.slice(0, 3).map((f) => f.path).join(' ')}`;
+    if (!segs.some((f) => ok(f) && /\d+\.aes128\.m4s/.test(f.path))) return 'no .aes128.m4s segment was fetched';
+    const k = fetched.filter((f) => f.path === `/.drm/key/${keys.envelope.kid}`);
+    if (!k.some((f) => f.status === 200 && (f.length === null || f.length === 16))) {
+      return `the envelope key was not fetched from /.drm/key/${keys.envelope.kid} (200, 16 bytes): ${JSON.stringify(k)}`;
+    }
+    if (snap.eme.mediaKeys) return 'MediaKeys set on the <video> for AES-128 content (expected player-side decryption)';
+    return null;
+  }
+  return `unknown variant ${v}`;
+}
+
+// The wrong-key case must fail, and fail because of the key: EME was set up, the CDM took the
+// (wrong) video key, protected segments were served — and still no clean playback.
+function checkNegative(c, snap, fetched, keys, reason) {
+  if (!reason) {
+    return `played to t=${snap.currentTime.toFixed(3)} with a WRONG video key ` +
+      `(frames=${snap.totalVideoFrames}): the video is not encrypted with the configured key`;
+  }
+  // Chromium's decoder rejects the garbage a wrong key makes of a key frame (MediaError 3,
+  // shaka 3016); a stall without a single decoded frame is the other acceptable outcome.
+  const decodeError = /PIPELINE_ERROR_DECODE|code=3016|MediaError code=3/.test(reason);
+  const noFrames = /^(timeout|stalled)/.test(reason) && !(snap.totalVideoFrames > 0);
+  if (!decodeError && !noFrames) return `failed, but not by a decode error or a stall without frames: ${reason}`;
+  if (!snap.eme.mediaKeys) return `failed before EME was set up (${reason})`;
+  const st = keyStatuses(snap, keys.video.kid);
+  if (!st.includes('usable')) return `failed, but the CDM never took the video key (statuses ${JSON.stringify(st)}): ${reason}`;
+  if (!fetched.some((f) => ok(f) && /\/\d+\.cenc\.m4s/.test(f.path))) return `failed before any cenc media segment was served: ${reason}`;
+  c.negativeReason = reason;
+  return null;
+}
+
+// Why hls.js cannot use the EXT-X-KEY tags of the first media playlist for ClearKey, from its
+// source (1.7): src/loader/fragment.ts `get decryptdata()` prefers a KEYFORMAT="identity" key
+// (kept for MPEG-TS SAMPLE-AES) over every other key format, so with an identity SAMPLE-AES tag
+// in the playlist hls.js never uses EME for fMP4 (and stalls); src/loader/level-key.ts
+// getDecryptData() takes the first 16 bytes of a base64 data: URI as the key id of a
+// KEYFORMAT="org.w3.clearkey" tag (overriding KEYID); eme-controller.ts shares key sessions per
+// key URI.
+async function hlsjsKeyHints(originUrl, c) {
+  const hints = [];
+  const base = `${originUrl}/${c.asset}/`;
+  const master = await (await fetch(base + c.manifest)).text();
+  const lines = master.split('\n').map((l) => l.trim());
+  const i = lines.findIndex((l) => l.startsWith('#EXT-X-STREAM-INF'));
+  const mediaUri = i >= 0 ? lines.slice(i + 1).find((l) => l && !l.startsWith('#')) : null;
+  if (!mediaUri) return [`no media playlist in ${c.manifest}`];
+  const media = await (await fetch(new URL(mediaUri, base + c.manifest))).text();
+  const tags = media.split('\n').filter((l) => l.startsWith('#EXT-X-KEY:'));
+  const attr = (t, k) => { const m = new RegExp(`[:,]${k}=("([^"]*)"|[^,]*)`).exec(t); return m ? (m[2] !== undefined ? m[2] : m[1]) : null; };
+  if (tags.some((t) => attr(t, 'METHOD') === 'SAMPLE-AES' && (attr(t, 'KEYFORMAT') || 'identity') === 'identity')) {
+    hints.push(`${mediaUri} has an EXT-X-KEY METHOD=SAMPLE-AES KEYFORMAT="identity" tag: hls.js prefers it ` +
+      `(fragment.ts decryptdata) and never uses EME for fMP4; hls.js needs a playlist without it`);
+  }
+  const ck = tags.filter((t) => attr(t, 'KEYFORMAT') === 'org.w3.clearkey');
+  if (!ck.length) hints.push(`${mediaUri} has no KEYFORMAT="org.w3.clearkey" EXT-X-KEY tag`);
+  for (const t of ck) {
+    const uri = attr(t, 'URI') || '';
+    const m = /^data:[^,]*;base64,(.*)$/.exec(uri);
+    if (m) {
+      const bytes = Buffer.from(m[1], 'base64');
+      if (bytes.length !== 16) {
+        hints.push(`org.w3.clearkey URI data is ${bytes.length} bytes: hls.js (level-key.ts) uses its first 16 bytes ` +
+          `${bytes.subarray(0, 16).toString('hex')} as the key id instead of KEYID=${attr(t, 'KEYID')}; ` +
+          'put exactly the 16 KID bytes in the data: URI');
+      }
+    }
+  }
+  return hints;
+}
+
+function protectionSummary(snap, fetched, licenses) {
+  const keysFetched = fetched.filter((f) => f.path.startsWith('/.drm/')).map((f) => `${f.path}=${f.status}`);
+  const segs = fetched.filter((f) => isSegment(f.path));
+  const kinds = [...new Set(segs.map((f) => f.path.replace(/^.*\//, '').replace(/^\d+/, 'N')))];
+  return `segments ${JSON.stringify(kinds)} (${segs.length} fetched); keys ${JSON.stringify(keysFetched)}; ` +
+    `licenses ${JSON.stringify(licenses)}; eme ${snap ? JSON.stringify(snap.eme) : '?'}`;
 }
 
 function checkPass(c, snap) {
@@ -226,6 +498,8 @@ function printDiagnostics(r) {
     for (const e of s.errors) out.push(`error: ${e}`);
     for (const n of s.notes) out.push(`note: ${n}`);
   }
+  for (const h of r.diag.hints || []) out.push(`hint: ${h}`);
+  if (r.diag.protection) out.push(`protection: ${r.diag.protection.slice(0, 3000)}`);
   for (const l of [...new Set(r.diag.http)].slice(0, 20)) out.push(l);
   for (const l of [...new Set(r.diag.failed)].slice(0, 20)) out.push(l);
   // Collapse repeated console lines (retries print the same CORS / 404 message again and again).
@@ -258,11 +532,24 @@ async function main() {
     }
   };
 
-  let originUrl = process.env.DRM_ORIGIN_URL && process.env.DRM_ORIGIN_URL.replace(/\/$/, '');
+  const given = (u) => u && { url: u.replace(/\/$/, ''), log: [] };
+  let origin = given(process.env.DRM_ORIGIN_URL);
+  let drmOrigin = given(process.env.DRM_ORIGIN_DRM_URL);
   let browser = null;
   try {
-    const pageBase = await startPageServer();
-    if (!originUrl) originUrl = (await startOrigin()).url;
+    const needDrm = cases.some((c) => c.variant);
+    const drmKeys = needDrm ? readDrmKeys(DRM_CONFIG) : null;
+    const pageBase = await startPageServer(drmKeys);
+    if (!origin && cases.some((c) => !c.variant)) origin = await startOrigin();
+    // A protected origin that does not start fails the protected cases only.
+    let drmOriginError = null;
+    if (!drmOrigin && needDrm) {
+      try {
+        drmOrigin = await startOrigin(['--config', DRM_CONFIG]);
+      } catch (e) {
+        drmOriginError = `protected origin (--config ${DRM_CONFIG}) failed to start: ${e && e.message ? e.message : e}`;
+      }
+    }
     const { chromium } = await import('playwright-core');
     browser = await chromium.launch({
       executablePath: CHROMIUM,
@@ -272,11 +559,20 @@ async function main() {
         '--autoplay-policy=no-user-gesture-required'],
     });
     cleanups.push(() => { browser.close().catch(() => {}); });
-    if (VERBOSE) console.log(`# origin ${originUrl}, page server ${pageBase}, chromium ${browser.version()}`);
+    if (VERBOSE) {
+      console.log(`# origin ${origin && origin.url}, protected origin ${drmOrigin && drmOrigin.url}, ` +
+        `page server ${pageBase}, chromium ${browser.version()}`);
+    }
     for (const c of cases) {
       let r;
+      if (c.variant && drmOriginError) {
+        done.add(c.name);
+        failed++;
+        console.log(`FAIL ${c.name}: ${drmOriginError}`);
+        continue;
+      }
       try {
-        r = await runCase(browser, pageBase, originUrl, c);
+        r = await runCase(browser, pageBase, c.variant ? drmOrigin : origin, c, drmKeys);
       } catch (e) {
         r = { reason: `harness: ${e && e.message ? e.message.split('\n')[0] : e}`, snap: null,
           diag: { console: [], http: [], failed: [] }, logLines: [], secs: '?' };
@@ -289,6 +585,7 @@ async function main() {
       } else {
         passed++;
         console.log(`PASS ${c.name}`);
+        if (VERBOSE && c.negativeReason) console.log(`    (failed as expected: ${c.negativeReason.slice(0, 300)})`);
         if (VERBOSE) printDiagnostics(r);
       }
     }
