@@ -10,10 +10,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use drm_origin::drm::{Policy, Variant};
 use drm_origin::index;
 use drm_origin::packaging::plan::{plan, SourceFile};
-use drm_origin::packaging::{dash, fmp4, hls};
+use drm_origin::packaging::{dash, fmp4, hls, Protection};
 use drm_origin::storage::mmap::MappedFile;
 
 fn source(path: &str) -> Arc<SourceFile> {
@@ -48,7 +47,7 @@ fn bench_segment(c: &mut Criterion) {
     let mut g = c.benchmark_group("segment_build");
     g.throughput(Throughput::Bytes(seg.bytes));
     g.bench_function("media_segment_zero_copy", |b| {
-        b.iter(|| fmp4::media_segment(track, 1, seg.dts, black_box(samples), &src.mapped).expect("segment"))
+        b.iter(|| fmp4::media_segment(1, seg.dts, black_box(samples), &src.mapped).expect("segment"))
     });
     // Baseline: copying the segment's sample bytes once (what a non-zero-copy origin pays).
     let data = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/multi/video_360p.mp4")).expect("asset");
@@ -63,12 +62,12 @@ fn bench_segment(c: &mut Criterion) {
         .map(|n| source(&format!("assets/multi/{n}.mp4")))
         .collect();
     let asset = plan("multi", multi, 4.0);
-    let clear = Policy::clear();
+    let clear = Protection::clear();
     let mut g = c.benchmark_group("manifest");
-    g.bench_function("mpd_multi", |b| b.iter(|| dash::mpd(black_box(&asset), Variant::Clear, &clear)));
-    g.bench_function("hls_master_multi", |b| b.iter(|| hls::master(black_box(&asset), Variant::Clear)));
+    g.bench_function("mpd_multi", |b| b.iter(|| dash::mpd(black_box(&asset), &clear)));
+    g.bench_function("hls_master_multi", |b| b.iter(|| hls::master(black_box(&asset), &clear)));
     g.bench_function("hls_media_multi", |b| {
-        b.iter(|| hls::media("multi", black_box(&asset.renditions[0]), Variant::Clear, &clear))
+        b.iter(|| hls::media("multi", black_box(&asset.renditions[0]), &clear))
     });
     g.finish();
 }

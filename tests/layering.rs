@@ -22,7 +22,7 @@ fn assert_uses_only(dir: &str, allowed: &[&str], forbidden_words: &[&str]) {
         for line in text.lines() {
             let l = line.trim_start();
             if let Some(rest) = l.strip_prefix("use crate::") {
-                let module = rest.split(|c| c == ':' || c == ';' || c == '{').next().unwrap_or("");
+                let module = rest.split([':', ';', '{']).next().unwrap_or("");
                 assert!(module == dir || allowed.contains(&module), "{path}: '{l}' crosses a layer boundary");
             }
             for w in forbidden_words {

@@ -351,7 +351,7 @@ async fn resource(app: &App, route: &Route, fields: &mut LogFields) -> Result<Re
             let cache_key = segment_key(&a, r, 0, *variant, key.kid, lead, generation);
             let (asset_id, r_id, source, t_index) = (a.id.clone(), r.id.clone(), r.source.clone(), r.track);
             let v = *variant;
-            let extra = super::super::packaging::drm_signalling::init_pssh(&prot, &key.kid);
+            let extra = crate::packaging::drm_signalling::init_pssh(&prot, &key);
             let bytes = cached(app, cache_key, move || {
                 let track = source.index.tracks.get(t_index).ok_or(ServeError::UnknownRendition)?;
                 let sk = StreamKey { kid: key.kid, key: &key.key, stream_id: protect::stream_id(&asset_id, &r_id) };
@@ -379,7 +379,7 @@ async fn resource(app: &App, route: &Route, fields: &mut LogFields) -> Result<Re
                 return Err(ServeError::FileChanged);
             }
             if *variant == Variant::Clear {
-                let chunks = fmp4::media_segment(track, seq, seg.dts, samples, &r.source.mapped)?;
+                let chunks = fmp4::media_segment(seq, seg.dts, samples, &r.source.mapped)?;
                 return Ok(segment_resource(app, r, track.kind, *number, *variant, chunks));
             }
             let prot = protection(&drm, &policy, &a, *variant)?;
@@ -400,7 +400,7 @@ async fn resource(app: &App, route: &Route, fields: &mut LogFields) -> Result<Re
                 let file = source.mapped.file();
                 let out = if v == Variant::Aes128 {
                     let seg_iv = crate::crypto::iv::hls_segment_iv(&key.key, &stream, n as u64);
-                    protect::aes128_segment(file, track, &key.key, &seg_iv, seq, dts, samples)?
+                    protect::aes128_segment(file, &key.key, &seg_iv, seq, dts, samples)?
                 } else {
                     let sk = StreamKey { kid: key.kid, key: &key.key, stream_id: stream };
                     protect::cenc_segment(file, track, v, &sk, seq, dts, samples, first, n <= lead, has_clear_entry)?

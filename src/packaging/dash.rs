@@ -18,7 +18,7 @@ pub fn mpd(asset: &Asset, prot: &Protection) -> String {
     let variant = prot.variant;
     // One AdaptationSet per kind, language, codec family and key: players refuse two default
     // KIDs in one set, so SD/HD classes with their own keys become separate sets.
-    type Set<'a> = (TrackKind, String, String, Option<crate::crypto::KeyId>, Vec<&'a Rendition>);
+    type Set<'a> = (TrackKind, String, String, Option<std::sync::Arc<crate::drm::ContentKey>>, Vec<&'a Rendition>);
     let mut sets: Vec<Set<'_>> = Vec::new();
     for r in &asset.renditions {
         let Some(t) = r.track() else { continue };
@@ -28,8 +28,10 @@ pub fn mpd(asset: &Asset, prot: &Protection) -> String {
         }
         let lang = if t.kind == TrackKind::Video { String::new() } else { t.language.clone() };
         let family: String = t.entry.codec.chars().take(4).collect();
-        let kid = prot.key(&r.id).map(|k| k.kid);
-        match sets.iter_mut().find(|(k, l, f, id, _)| *k == t.kind && *l == lang && *f == family && *id == kid) {
+        let kid = prot.key(&r.id).cloned();
+        match sets.iter_mut().find(|(k, l, f, id, _)| {
+            *k == t.kind && *l == lang && *f == family && id.as_ref().map(|x| x.kid) == kid.as_ref().map(|x| x.kid)
+        }) {
             Some(set) => set.4.push(r),
             None => sets.push((t.kind, lang, family, kid, vec![r])),
         }
@@ -95,8 +97,9 @@ pub fn mpd(asset: &Asset, prot: &Protection) -> String {
 /// with its `cenc:pssh` (spec-notes §6): ClearKey also with the license URL in the element forms
 /// shaka-player (`dashif:Laurl`, ns https://dashif.org/CPS) and dash.js (prefix `dashif`/
 /// `clearkey`) read; the W3C common descriptor carries the common pssh for any CDM.
-fn content_protection(x: &mut String, prot: &Protection, kid: &crate::crypto::KeyId) {
+fn content_protection(x: &mut String, prot: &Protection, key: &crate::drm::ContentKey) {
     use crate::drm::System;
+    let kid = &key.kid;
     let uuid = kid.uuid();
     let _ = writeln!(
         x,
@@ -118,7 +121,7 @@ fn content_protection(x: &mut String, prot: &Protection, kid: &crate::crypto::Ke
                 }
                 let _ = writeln!(x, "        <cenc:pssh>{common_b64}</cenc:pssh>\n      </ContentProtection>");
             }
-            System::Widevine | System::PlayReady => super::drm_signalling::dash_descriptor(x, prot, *system, kid),
+            System::Widevine | System::PlayReady => super::drm_signalling::dash_descriptor(x, prot, *system, key),
             System::FairPlay => {} // not signalled in DASH (spec-notes §6)
         }
     }

@@ -1,17 +1,135 @@
-//! Widevine and PlayReady signalling in manifests and init segments (filled in with the DRM
-//! system encoders).
+//! What each DRM system needs to find its key: `pssh` boxes for init segments, DASH
+//! ContentProtection descriptors, HLS `EXT-X-KEY` / `EXT-X-SESSION-KEY` lines
+//! (spec-notes §3–§7). One place, so DASH, HLS and the init segment always agree.
+
+use std::fmt::Write;
 
 use super::Protection;
 use crate::crypto::KeyId;
-use crate::drm::System;
+use crate::drm::pssh::Scheme;
+use crate::drm::{b64, playready, pssh, widevine, ContentKey, System, Variant};
 
-/// Writes the DASH ContentProtection descriptor of `system` for `kid`.
-pub fn dash_descriptor(x: &mut String, prot: &Protection, system: System, kid: &KeyId) {
-    let _ = (x, prot, system, kid);
+/// Widevine DASH scheme.
+pub const WIDEVINE_SCHEME: &str = "urn:uuid:edef8ba9-79d6-4ace-a3c8-27dcd51d21ed";
+/// PlayReady DASH scheme.
+pub const PLAYREADY_SCHEME: &str = "urn:uuid:9a04f079-9840-4286-ab92-e65be0885f95";
+
+fn scheme(prot: &Protection) -> Scheme {
+    Scheme::of_variant(prot.variant).unwrap_or(Scheme::Cenc)
 }
 
-/// Extra `pssh` boxes (beyond the W3C common one) for the init segment.
-pub fn init_pssh(prot: &Protection, kid: &KeyId) -> Vec<Vec<u8>> {
-    let _ = (prot, kid);
-    Vec::new()
+fn widevine_box(prot: &Protection, kid: &KeyId) -> Vec<u8> {
+    widevine::pssh_box(&[*kid], scheme(prot), None, None)
+}
+
+/// PlayReady PRO and box; `None` if the header cannot be built (logged: a PlayReady LA_URL
+/// too long for a PRO record, say).
+fn playready_parts(prot: &Protection, key: &ContentKey) -> Option<(Vec<u8>, String)> {
+    let la_url = prot.license_urls.get(&System::PlayReady).map(String::as_str);
+    let keys = [(key.kid, &key.key)];
+    match (playready::pssh_box(scheme(prot), &keys, la_url), playready::pro_base64(scheme(prot), &keys, la_url)) {
+        (Ok(b), Ok(p)) => Some((b, p)),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!(kid = %key.kid, error = %e, "PlayReady header not signalled");
+            None
+        }
+    }
+}
+
+/// `pssh` boxes for the init segment, besides the W3C common one, for the systems signalled.
+pub fn init_pssh(prot: &Protection, key: &ContentKey) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for s in &prot.systems {
+        match s {
+            System::Widevine => out.push(widevine_box(prot, &key.kid)),
+            System::PlayReady => out.extend(playready_parts(prot, key).map(|(b, _)| b)),
+            System::ClearKey | System::FairPlay => {}
+        }
+    }
+    out
+}
+
+/// The DASH ContentProtection descriptor of Widevine or PlayReady for `key`.
+pub fn dash_descriptor(x: &mut String, prot: &Protection, system: System, key: &ContentKey) {
+    let uuid = key.kid.uuid();
+    match system {
+        System::Widevine => {
+            let _ = writeln!(x, "      <ContentProtection schemeIdUri=\"{WIDEVINE_SCHEME}\" value=\"Widevine\" cenc:default_KID=\"{uuid}\">");
+            if let Some(url) = prot.license_urls.get(&System::Widevine) {
+                let _ = writeln!(x, "        <dashif:Laurl>{}</dashif:Laurl>", super::dash::escape(url));
+            }
+            let _ = writeln!(
+                x,
+                "        <cenc:pssh>{}</cenc:pssh>\n      </ContentProtection>",
+                b64::encode(&widevine_box(prot, &key.kid))
+            );
+        }
+        System::PlayReady => {
+            if let Some((pssh_box, pro)) = playready_parts(prot, key) {
+                let _ = writeln!(
+                    x,
+                    "      <ContentProtection schemeIdUri=\"{PLAYREADY_SCHEME}\" value=\"MSPR 2.0\" cenc:default_KID=\"{uuid}\">\n        <cenc:pssh>{}</cenc:pssh>\n        <mspr:pro>{pro}</mspr:pro>\n      </ContentProtection>",
+                    b64::encode(&pssh_box)
+                );
+            }
+        }
+        System::ClearKey | System::FairPlay => {}
+    }
+}
+
+/// Path of the raw-key endpoint for a key id (HLS AES-128 and the `identity` key format).
+pub fn key_uri(kid: &KeyId) -> String {
+    format!("/.drm/key/{}", kid.hex())
+}
+
+/// HLS key lines (`tag` = `EXT-X-KEY` or `EXT-X-SESSION-KEY`) for a SAMPLE-AES variant, one per
+/// system (several KEYFORMATs may cover the same segments: RFC 8216 §4.3.2.4).
+pub fn hls_keys(x: &mut String, tag: &str, prot: &Protection, key: &ContentKey) {
+    let method = if prot.variant == Variant::Cbcs { "SAMPLE-AES" } else { "SAMPLE-AES-CTR" };
+    let kid_hex = key.kid.hex();
+    for s in &prot.systems {
+        match s {
+            System::ClearKey => {
+                // shaka-player: `identity` with the raw key at a URI; hls.js: `org.w3.clearkey`
+                // with the key id (license URL from the player's configuration).
+                let uri =
+                    prot.license_urls.get(&System::ClearKey).map_or_else(|| key_uri(&key.kid), |_| key_uri(&key.kid));
+                let _ =
+                    writeln!(x, "#{tag}:METHOD={method},URI=\"{uri}\",KEYFORMAT=\"identity\",KEYFORMATVERSIONS=\"1\"");
+                let _ = writeln!(
+                    x,
+                    "#{tag}:METHOD={method},URI=\"data:text/plain;base64,{}\",KEYID=0x{kid_hex},KEYFORMAT=\"org.w3.clearkey\",KEYFORMATVERSIONS=\"1\"",
+                    b64::encode(&pssh::common(&[key.kid]))
+                );
+            }
+            System::Widevine => {
+                let _ = writeln!(
+                    x,
+                    "#{tag}:METHOD={method},URI=\"data:text/plain;base64,{}\",KEYID=0x{kid_hex},KEYFORMAT=\"urn:uuid:edef8ba9-79d6-4ace-a3c8-27dcd51d21ed\",KEYFORMATVERSIONS=\"1\"",
+                    b64::encode(&widevine_box(prot, &key.kid))
+                );
+            }
+            System::PlayReady => {
+                if let Some((_, pro)) = playready_parts(prot, key) {
+                    let _ = writeln!(
+                        x,
+                        "#{tag}:METHOD={method},URI=\"data:text/plain;charset=UTF-16;base64,{pro}\",KEYFORMAT=\"com.microsoft.playready\",KEYFORMATVERSIONS=\"1\""
+                    );
+                }
+            }
+            // FairPlay is cbcs only; the skd:// URI names the key for the FairPlay key server.
+            System::FairPlay if prot.variant == Variant::Cbcs => {
+                let uri = match prot.license_urls.get(&System::FairPlay) {
+                    Some(u) if u.contains("{kid}") => u.replace("{kid}", &kid_hex),
+                    Some(u) => format!("{}{kid_hex}", u.trim_end_matches('/').to_owned() + "/"),
+                    None => format!("skd://{kid_hex}"),
+                };
+                let _ = writeln!(
+                    x,
+                    "#{tag}:METHOD=SAMPLE-AES,URI=\"{uri}\",KEYFORMAT=\"com.apple.streamingkeydelivery\",KEYFORMATVERSIONS=\"1\""
+                );
+            }
+            System::FairPlay => {}
+        }
+    }
 }

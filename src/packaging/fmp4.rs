@@ -274,10 +274,9 @@ fn patch_u32(buf: &mut [u8], at: usize, value: [u8; 4]) {
     }
 }
 
-/// A clear media segment for `samples` of `track`, numbered `sequence`: the header, then the
+/// A clear media segment of `samples`, numbered `sequence`: the header, then the
 /// sample bytes as views of `file` (adjacent samples coalesced into one view).
 pub fn media_segment(
-    track: &TrackIndex,
     sequence: u32,
     base_decode_time: u64,
     samples: &[Sample],

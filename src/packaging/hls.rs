@@ -6,19 +6,25 @@ use super::plan::{Asset, Rendition};
 use super::Protection;
 use super::{frame_rate, language_tag, naming};
 use crate::crypto::{iv, key::hex};
-use crate::drm::{pssh, Variant};
+use crate::drm::Variant;
 use crate::index::{time, TrackKind};
 
-/// Path of the raw-key endpoint for a key id (HLS AES-128 and `identity` key formats).
-pub fn key_uri(kid: &crate::crypto::KeyId) -> String {
-    format!("/.drm/key/{}", kid.hex())
-}
+use super::drm_signalling::key_uri;
 
 /// The multivariant playlist of `asset` in `variant`.
 pub fn master(asset: &Asset, prot: &Protection) -> String {
     let variant = prot.variant;
     let playlist = naming::media_playlist(variant);
     let mut x = String::from("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+    // Session keys let players (FairPlay, Widevine) start license acquisition before the first
+    // media playlist: one set of lines per distinct key.
+    let mut seen = Vec::new();
+    for k in prot.keys.values() {
+        if prot.variant.is_cenc_family() && !seen.contains(&k.kid) {
+            seen.push(k.kid);
+            super::drm_signalling::hls_keys(&mut x, "EXT-X-SESSION-KEY", prot, k);
+        }
+    }
     let videos: Vec<&Rendition> = by_kind(asset, TrackKind::Video);
     let audios: Vec<&Rendition> = by_kind(asset, TrackKind::Audio);
     // One audio group per codec: a variant lists the codecs its group may play.
@@ -127,7 +133,7 @@ pub fn media(asset_id: &str, r: &Rendition, prot: &Protection) -> String {
         match variant {
             Variant::Cenc | Variant::Cbcs => {
                 if let Some(k) = cenc_key.filter(|_| i == lead) {
-                    sample_aes_keys(&mut x, variant, &k.kid);
+                    super::drm_signalling::hls_keys(&mut x, "EXT-X-KEY", prot, k);
                 }
             }
             Variant::Aes128 => match &prot.envelope {
@@ -145,24 +151,6 @@ pub fn media(asset_id: &str, r: &Rendition, prot: &Protection) -> String {
     }
     x.push_str("#EXT-X-ENDLIST\n");
     x
-}
-
-/// SAMPLE-AES key tags for one key id, in the forms players need for ClearKey (spec-notes §7,
-/// testing-notes): `identity` (raw key at our key URI, shaka-player) and `org.w3.clearkey`
-/// (hls.js: key id from KEYID / the common pssh; license from the player's configuration).
-fn sample_aes_keys(x: &mut String, variant: Variant, kid: &crate::crypto::KeyId) {
-    let method = if variant == Variant::Cbcs { "SAMPLE-AES" } else { "SAMPLE-AES-CTR" };
-    let _ = writeln!(
-        x,
-        "#EXT-X-KEY:METHOD={method},URI=\"{}\",KEYFORMAT=\"identity\",KEYFORMATVERSIONS=\"1\"",
-        key_uri(kid)
-    );
-    let _ = writeln!(
-        x,
-        "#EXT-X-KEY:METHOD={method},URI=\"data:text/plain;base64,{}\",KEYID=0x{},KEYFORMAT=\"org.w3.clearkey\",KEYFORMATVERSIONS=\"1\"",
-        super::dash::base64(&pssh::common(&[*kid])),
-        kid.hex()
-    );
 }
 
 fn by_kind(asset: &Asset, kind: TrackKind) -> Vec<&Rendition> {

@@ -272,7 +272,6 @@ pub fn cenc_segment<R: ReadAt + ?Sized>(
 /// An HLS AES-128 segment: the clear segment, encrypted whole with the envelope key.
 pub fn aes128_segment<R: ReadAt + ?Sized>(
     file: &R,
-    track: &TrackIndex,
     key: &Key,
     segment_iv: &[u8; 16],
     sequence: u32,
@@ -280,7 +279,8 @@ pub fn aes128_segment<R: ReadAt + ?Sized>(
     samples: &[Sample],
 ) -> Result<Vec<u8>, ProtectError> {
     let data = read_samples(file, samples)?;
-    let mut clear = fmp4::segment_header(fmp4::OUTPUT_TRACK_ID, sequence, base_decode_time, samples, &FragmentOptions::default())?;
+    let mut clear =
+        fmp4::segment_header(fmp4::OUTPUT_TRACK_ID, sequence, base_decode_time, samples, &FragmentOptions::default())?;
     clear.extend_from_slice(&data);
     Ok(crypto::hls::encrypt_segment(key, segment_iv, &clear))
 }
