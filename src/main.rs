@@ -92,7 +92,11 @@ fn keys_show(asset: &str, assets: Option<PathBuf>, config: Option<PathBuf>, show
     let cfg = Config::load(config_path(config).as_deref(), Overrides { listen: None, assets_dir: assets })?;
     let store = Store::new(
         cfg.assets_dir.clone(),
-        StoreSettings { target_segment: cfg.target_segment, stable_after: std::time::Duration::ZERO, base_url: String::new() },
+        StoreSettings {
+            target_segment: cfg.target_segment,
+            stable_after: std::time::Duration::ZERO,
+            base_url: String::new(),
+        },
     );
     store.rescan();
     let lib = store.library();
@@ -102,7 +106,8 @@ fn keys_show(asset: &str, assets: Option<PathBuf>, config: Option<PathBuf>, show
         None => anyhow::bail!("no asset {asset} in {}", cfg.assets_dir.display()),
     };
     let policy = cfg.drm.policy_for(asset);
-    let mut lines = vec![format!("asset {asset}: policy {} (dash: {:?}, hls: {:?})", policy.name, policy.dash, policy.hls)];
+    let mut lines =
+        vec![format!("asset {asset}: policy {} (dash: {:?}, hls: {:?})", policy.name, policy.dash, policy.hls)];
     let show = |k: &drm_origin::drm::ContentKey| {
         if show_keys {
             format!("kid {} key {}", k.kid, drm_origin::crypto::key::hex(k.key.bytes()))

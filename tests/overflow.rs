@@ -7,8 +7,5 @@
 fn overflow_checks_are_on() {
     let max = std::hint::black_box(u32::MAX);
     let r = std::panic::catch_unwind(|| max + std::hint::black_box(1));
-    assert!(
-        r.is_err(),
-        "integer overflow wrapped: overflow-checks is off"
-    );
+    assert!(r.is_err(), "integer overflow wrapped: overflow-checks is off");
 }

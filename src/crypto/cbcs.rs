@@ -15,8 +15,7 @@
 use aes::cipher::array::Array;
 use aes::cipher::consts::U16;
 use aes::cipher::{
-    BlockModeEncBackend, BlockModeEncClosure, BlockModeEncrypt, BlockSizeUser, InnerIvInit,
-    KeyInit, SetIvState,
+    BlockModeEncBackend, BlockModeEncClosure, BlockModeEncrypt, BlockSizeUser, InnerIvInit, KeyInit, SetIvState,
 };
 use aes::Aes128Enc;
 
@@ -40,14 +39,7 @@ pub fn encrypt_sample(
     crypt: u8,
     skip: u8,
 ) -> Result<(), Error> {
-    encrypt_sample_with(
-        &Aes128Enc::new(key.bytes().into()),
-        iv,
-        sample,
-        subsamples,
-        crypt,
-        skip,
-    )
+    encrypt_sample_with(&Aes128Enc::new(key.bytes().into()), iv, sample, subsamples, crypt, skip)
 }
 
 /// [`encrypt_sample`] with a key schedule prepared by the caller (`Aes128Enc::new(key)`), so a
@@ -71,10 +63,7 @@ pub fn encrypt_sample_with(
     // `check_map` has ruled out a subsample running past the end; mapped to the same error
     // rather than a panic.
     let size = u64::try_from(sample.len()).unwrap_or(u64::MAX);
-    let unreachable = || Error::MapMismatch {
-        covered: u64::MAX,
-        size,
-    };
+    let unreachable = || Error::MapMismatch { covered: u64::MAX, size };
     let mut rest = sample;
     for s in subsamples {
         let (range, tail) = split_subsample(rest, s).ok_or_else(unreachable)?;
@@ -105,11 +94,7 @@ impl Pattern {
         let (blocks, _clear_tail) = Array::<u8, U16>::slice_as_chunks_mut(range);
         match self.0 {
             None => cbc.encrypt_blocks(blocks),
-            Some((crypt, skip)) => cbc.encrypt_with_backend(PatternWalk {
-                blocks,
-                crypt,
-                skip,
-            }),
+            Some((crypt, skip)) => cbc.encrypt_with_backend(PatternWalk { blocks, crypt, skip }),
         }
     }
 }
@@ -170,16 +155,8 @@ mod tests {
     /// same pattern walk written with plain indices.
     fn decrypt(sample: &mut [u8], subsamples: &[Subsample], crypt: usize, skip: usize) {
         let whole = [sub(0, sample.len() as u32)];
-        let map = if subsamples.is_empty() {
-            &whole[..]
-        } else {
-            subsamples
-        };
-        let (crypt, skip) = if crypt == 0 || skip == 0 {
-            (1, 0)
-        } else {
-            (crypt, skip)
-        };
+        let map = if subsamples.is_empty() { &whole[..] } else { subsamples };
+        let (crypt, skip) = if crypt == 0 || skip == 0 { (1, 0) } else { (crypt, skip) };
         let mut dec = cbc::Decryptor::<Aes128>::new(key().bytes().into(), &IV.into());
         let mut pos = 0;
         for s in map {
@@ -214,19 +191,8 @@ mod tests {
 
     #[test]
     fn round_trip_1_9_with_several_subsamples() {
-        let map = [
-            sub(37, 2000),
-            sub(6, 0),
-            sub(120, 15),
-            sub(9, 161),
-            sub(65535, 0),
-            sub(4, 4096),
-            sub(20, 0),
-        ];
-        let n: usize = map
-            .iter()
-            .map(|s| s.clear as usize + s.protected as usize)
-            .sum();
+        let map = [sub(37, 2000), sub(6, 0), sub(120, 15), sub(9, 161), sub(65535, 0), sub(4, 4096), sub(20, 0)];
+        let n: usize = map.iter().map(|s| s.clear as usize + s.protected as usize).sum();
         let plain = bytes(n);
         let mut s = plain.clone();
         encrypt_sample(&key(), &IV, &mut s, &map, 1, 9).unwrap();
@@ -234,10 +200,7 @@ mod tests {
         // Everything outside the crypt slots is untouched.
         let mut pos = 0;
         for m in &map {
-            assert_eq!(
-                s[pos..pos + m.clear as usize],
-                plain[pos..pos + m.clear as usize]
-            );
+            assert_eq!(s[pos..pos + m.clear as usize], plain[pos..pos + m.clear as usize]);
             pos += m.clear as usize;
             for b in 0..m.protected as usize / 16 {
                 let r = pos + 16 * b..pos + 16 * b + 16;
@@ -344,16 +307,10 @@ mod tests {
     #[test]
     fn map_mismatch_is_an_error_and_leaves_the_sample_unchanged() {
         let plain = bytes(188);
-        for (map, covered) in [
-            (vec![sub(5, 182)], 187),
-            (vec![sub(5, 184)], 189),
-            (vec![sub(5, 183), sub(1, 0)], 189),
-        ] {
+        for (map, covered) in [(vec![sub(5, 182)], 187), (vec![sub(5, 184)], 189), (vec![sub(5, 183), sub(1, 0)], 189)]
+        {
             let mut s = plain.clone();
-            assert_eq!(
-                encrypt_sample(&key(), &IV, &mut s, &map, 1, 9),
-                Err(Error::MapMismatch { covered, size: 188 })
-            );
+            assert_eq!(encrypt_sample(&key(), &IV, &mut s, &map, 1, 9), Err(Error::MapMismatch { covered, size: 188 }));
             assert_eq!(s, plain);
         }
     }

@@ -22,12 +22,7 @@ use super::{Error, Key, Subsample};
 ///
 /// The map is checked before any byte is touched: on [`Error::MapMismatch`] the sample is
 /// unchanged.
-pub fn encrypt_sample(
-    key: &Key,
-    iv: &[u8; 8],
-    sample: &mut [u8],
-    subsamples: &[Subsample],
-) -> Result<(), Error> {
+pub fn encrypt_sample(key: &Key, iv: &[u8; 8], sample: &mut [u8], subsamples: &[Subsample]) -> Result<(), Error> {
     encrypt_sample_with(&Aes128Enc::new(key.bytes().into()), iv, sample, subsamples)
 }
 
@@ -53,10 +48,7 @@ pub fn encrypt_sample_with(
     // cannot happen; it is checked anyway (instead of `apply_keystream`, which panics) so that
     // no input can make this function panic.
     let size = len_u64(sample.len());
-    let unreachable = || Error::MapMismatch {
-        covered: u64::MAX,
-        size,
-    };
+    let unreachable = || Error::MapMismatch { covered: u64::MAX, size };
     if subsamples.is_empty() {
         return ctr.try_apply_keystream(sample).map_err(|_| unreachable());
     }
@@ -71,10 +63,7 @@ pub fn encrypt_sample_with(
 
 /// Splits `clear ‖ protected ‖ tail` off `buf`, returning the protected range and the tail, or
 /// `None` when the subsample runs past the end (ruled out by [`check_map`] beforehand).
-pub(super) fn split_subsample<'a>(
-    buf: &'a mut [u8],
-    s: &Subsample,
-) -> Option<(&'a mut [u8], &'a mut [u8])> {
+pub(super) fn split_subsample<'a>(buf: &'a mut [u8], s: &Subsample) -> Option<(&'a mut [u8], &'a mut [u8])> {
     let (_clear, rest) = buf.split_at_mut_checked(usize::from(s.clear))?;
     rest.split_at_mut_checked(usize::try_from(s.protected).ok()?)
 }
@@ -85,18 +74,14 @@ pub(super) fn check_map(len: usize, subsamples: &[Subsample]) -> Result<(), Erro
     if subsamples.is_empty() {
         return Ok(());
     }
-    let covered = subsamples.iter().try_fold(0u64, |sum, s| {
-        sum.checked_add(u64::from(s.clear))?
-            .checked_add(u64::from(s.protected))
-    });
+    let covered = subsamples
+        .iter()
+        .try_fold(0u64, |sum, s| sum.checked_add(u64::from(s.clear))?.checked_add(u64::from(s.protected)));
     let size = len_u64(len);
     match covered {
         Some(covered) if covered == size => Ok(()),
         Some(covered) => Err(Error::MapMismatch { covered, size }),
-        None => Err(Error::MapMismatch {
-            covered: u64::MAX,
-            size,
-        }),
+        None => Err(Error::MapMismatch { covered: u64::MAX, size }),
     }
 }
 
@@ -125,9 +110,7 @@ mod tests {
 
     /// Deterministic non-trivial bytes.
     fn bytes(n: usize) -> Vec<u8> {
-        (0..n)
-            .map(|i| (i * 31 + 7) as u8 ^ (i >> 8) as u8)
-            .collect()
+        (0..n).map(|i| (i * 31 + 7) as u8 ^ (i >> 8) as u8).collect()
     }
 
     /// Independent decryptor: gathers the protected ranges, runs one `Ctr64BE<Aes128>` stream
@@ -147,10 +130,7 @@ mod tests {
             ranges.push(pos..pos + s.protected as usize);
             pos += s.protected as usize;
         }
-        let mut joined: Vec<u8> = ranges
-            .iter()
-            .flat_map(|r| sample[r.clone()].to_vec())
-            .collect();
+        let mut joined: Vec<u8> = ranges.iter().flat_map(|r| sample[r.clone()].to_vec()).collect();
         ctr.apply_keystream(&mut joined);
         let mut at = 0;
         for r in ranges {
@@ -189,28 +169,15 @@ mod tests {
         // Leading clear runs of various sizes, protected ranges multiple of 16 and one that is
         // not (the keystream must still continue byte-exactly), an empty protected range and a
         // trailing clear-only subsample.
-        let map = [
-            sub(40, 4096),
-            sub(5, 0),
-            sub(103, 1600),
-            sub(65535, 0),
-            sub(7, 33),
-            sub(12, 0),
-        ];
-        let n: usize = map
-            .iter()
-            .map(|s| s.clear as usize + s.protected as usize)
-            .sum();
+        let map = [sub(40, 4096), sub(5, 0), sub(103, 1600), sub(65535, 0), sub(7, 33), sub(12, 0)];
+        let n: usize = map.iter().map(|s| s.clear as usize + s.protected as usize).sum();
         let plain = bytes(n);
         let mut s = plain.clone();
         encrypt_sample(&key(), &IV, &mut s, &map).unwrap();
         // Clear bytes untouched, protected bytes changed.
         let mut pos = 0;
         for m in &map {
-            assert_eq!(
-                s[pos..pos + m.clear as usize],
-                plain[pos..pos + m.clear as usize]
-            );
+            assert_eq!(s[pos..pos + m.clear as usize], plain[pos..pos + m.clear as usize]);
             pos += m.clear as usize;
             let p = pos..pos + m.protected as usize;
             if m.protected >= 16 {
@@ -260,10 +227,7 @@ mod tests {
     fn map_sum_overflow_is_a_mismatch_not_a_panic() {
         let map = vec![sub(u16::MAX, u32::MAX); 3];
         let mut s = bytes(10);
-        assert!(matches!(
-            encrypt_sample(&key(), &IV, &mut s, &map),
-            Err(Error::MapMismatch { size: 10, .. })
-        ));
+        assert!(matches!(encrypt_sample(&key(), &IV, &mut s, &map), Err(Error::MapMismatch { size: 10, .. })));
     }
 
     /// `Ctr64BE` wraps the low 64 bits without carrying into the IV half: from counter block

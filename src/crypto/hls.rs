@@ -57,10 +57,7 @@ mod tests {
     #[test]
     fn known_answer_20_bytes() {
         let ct = encrypt_segment(&key(), &msn_iv(7), b"0123456789abcdefghij");
-        assert_eq!(
-            hex(&ct),
-            "34b44f61f1defe1e42606a1e9c19a9b38fcf5da2e49e827948cbda000f05608d"
-        );
+        assert_eq!(hex(&ct), "34b44f61f1defe1e42606a1e9c19a9b38fcf5da2e49e827948cbda000f05608d");
         assert_eq!(decrypt(&msn_iv(7), &ct), b"0123456789abcdefghij");
     }
 

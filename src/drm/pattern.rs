@@ -8,9 +8,8 @@ impl Pattern {
     /// Parses a pattern; `None` if a segment is empty or mixes `*` with other characters.
     pub fn parse(s: &str) -> Option<Pattern> {
         let parts: Vec<String> = s.split('/').map(str::to_owned).collect();
-        let ok = parts.iter().all(|p| {
-            !p.is_empty() && (p == "*" || p == "**" || crate::storage::catalog::valid_name(p))
-        });
+        let ok =
+            parts.iter().all(|p| !p.is_empty() && (p == "*" || p == "**" || crate::storage::catalog::valid_name(p)));
         ok.then_some(Pattern(parts))
     }
 
@@ -48,9 +47,7 @@ mod tests {
         assert!(p("kids/*").matches("kids/a") && !p("kids/*").matches("kids/a/b"));
         assert!(p("**").matches("anything/at/all"));
         assert!(
-            Pattern::parse("a//b").is_none()
-                && Pattern::parse("a/../b").is_none()
-                && Pattern::parse("a*").is_none()
+            Pattern::parse("a//b").is_none() && Pattern::parse("a/../b").is_none() && Pattern::parse("a*").is_none()
         );
     }
 }
