@@ -16,8 +16,10 @@
 // Protected cases (`*-cenc-*`, `*-cbcs-*`, `*-aes128-*`) run against a second origin started with
 // tests/browser/drm.toml (every asset protected, keys known to this script) and request the
 // explicit variant manifests. Besides playing, each must prove it really decrypted:
-//   cenc / cbcs: MediaKeys set on the <video>, a ClearKey session whose key statuses show the
-//     video and the audio KID `usable`, only protected segments (init.<v>.mp4, N.<v>.m4s) fetched;
+//   cenc / cbcs: MediaKeys set on the <video>, 'encrypted' events from the init segments (shaka
+//     given drm.clearKeys sets MediaKeys even for clear content), a ClearKey session whose key
+//     statuses show the video and the audio KID `usable`, only protected segments
+//     (init.<v>.mp4, N.<v>.m4s) fetched;
 //     keys reach the player as the case says: directly (shaka drm.clearKeys, dash.js protection
 //     data), from this script's ClearKey license server (hls.js) or as the raw key from the
 //     origin's /.drm/key/<kid> (shaka-player, HLS KEYFORMAT="identity").
@@ -362,6 +364,10 @@ function checkProtection(c, snap, fetched, licenses, keys) {
     if (notV.length) return `fetched segments that are not ${v}: ${notV.slice(0, 3).map((f) => f.path).join(' ')}`;
     if (!segs.some((f) => ok(f) && new RegExp(`/\\d+\\.${v}\\.m4s`).test(f.path))) return `no ${v} media segment was fetched`;
     if (!snap.eme.mediaKeys) return `played without MediaKeys on the <video> (EME never used): eme=${JSON.stringify(snap.eme)}`;
+    // MediaKeys and 'usable' keys alone prove nothing: shaka given drm.clearKeys sets MediaKeys
+    // and licenses the KIDs for clear content too. Chromium fires 'encrypted' only for init
+    // segments that carry protection, and then hands every sample to the CDM.
+    if (!snap.eme.encrypted.length) return 'the <video> never fired an "encrypted" event: the init segments played carry no protection';
     const roles = [['video', keys.video.kid]];
     if (ASSET_EXPECT[c.asset] && ASSET_EXPECT[c.asset].hasAudio) roles.push(['audio', keys.audio.kid]);
     for (const [role, kid] of roles) {
