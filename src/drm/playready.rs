@@ -36,7 +36,7 @@ const XMLNS: &str = "http://schemas.microsoft.com/DRM/2007/03/PlayReadyHeader";
 const RECORD_WRMHEADER: u16 = 1;
 
 /// Why a PlayReady header could not be built. Never carries key material.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum Error {
     /// No key id given.
     #[error("a PlayReady header needs at least one key id")]
