@@ -60,6 +60,21 @@ pub struct App {
     segments: Option<moka::future::Cache<SegmentKey, Bytes>>,
     manifests: moka::sync::Cache<(u64, String, u64), (Bytes, String)>,
     encrypt_permits: Arc<Semaphore>,
+    /// Counters for `/metrics`.
+    pub metrics: Metrics,
+}
+
+/// Counters exposed at `/metrics` (Prometheus text format), named by stage.
+#[derive(Default)]
+pub struct Metrics {
+    /// Protected outputs built (cache misses that ran an encryption).
+    pub encryptions: std::sync::atomic::AtomicU64,
+    /// Bytes of protected output built.
+    pub encrypted_bytes: std::sync::atomic::AtomicU64,
+    /// Requests answered, by status class.
+    pub responses: [std::sync::atomic::AtomicU64; 6],
+    /// Bytes of response bodies sent (Content-Length).
+    pub body_bytes: std::sync::atomic::AtomicU64,
 }
 
 impl App {
@@ -76,7 +91,40 @@ impl App {
             .max_capacity(64 << 20)
             .build();
         let encrypt_permits = Arc::new(Semaphore::new(settings.max_concurrent_encryptions.max(1)));
-        App { store, settings, drm: RwLock::new((drm, 1)), segments, manifests, encrypt_permits }
+        App { store, settings, drm: RwLock::new((drm, 1)), segments, manifests, encrypt_permits, metrics: Metrics::default() }
+    }
+
+    /// The `/metrics` text (Prometheus exposition format 0.0.4).
+    pub async fn metrics_text(&self) -> String {
+        use std::sync::atomic::Ordering::Relaxed;
+        let m = &self.metrics;
+        let (cache_bytes, cache_entries) = match &self.segments {
+            Some(c) => {
+                // moka applies evictions lazily: settle them so the figure is the real footprint.
+                c.run_pending_tasks().await;
+                (c.weighted_size(), c.entry_count())
+            }
+            None => (0, 0),
+        };
+        let lib = self.store.library();
+        let ready = lib.assets.values().filter(|a| matches!(a, AssetState::Ready(_))).count();
+        let mut x = String::new();
+        let mut line = |name: &str, help: &str, kind: &str, v: String| {
+            x.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"));
+        };
+        line("origin_assets_ready", "Assets being served.", "gauge", ready.to_string());
+        line("origin_assets_broken", "Assets whose files are unusable.", "gauge", (lib.assets.len().saturating_sub(ready)).to_string());
+        line("origin_encrypted_cache_bytes", "Bytes held by the protected-segment cache.", "gauge", cache_bytes.to_string());
+        line("origin_encrypted_cache_capacity_bytes", "Byte budget of the protected-segment cache.", "gauge", self.settings.encrypted_cache_bytes.to_string());
+        line("origin_encrypted_cache_entries", "Entries in the protected-segment cache.", "gauge", cache_entries.to_string());
+        line("origin_encryptions_total", "Protected outputs built.", "counter", m.encryptions.load(Relaxed).to_string());
+        line("origin_encrypted_bytes_total", "Bytes of protected output built.", "counter", m.encrypted_bytes.load(Relaxed).to_string());
+        line("origin_response_body_bytes_total", "Bytes of response bodies sent.", "counter", m.body_bytes.load(Relaxed).to_string());
+        x.push_str("# HELP origin_responses_total Responses by status class.\n# TYPE origin_responses_total counter\n");
+        for (i, c) in m.responses.iter().enumerate().skip(1) {
+            x.push_str(&format!("origin_responses_total{{class=\"{i}xx\"}} {}\n", c.load(Relaxed)));
+        }
+        x
     }
 
     /// Current keys and policies, with their generation.
@@ -148,6 +196,16 @@ pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Result<Response<Chunks
     };
     let response = with_cors(response);
     let bytes = response.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).unwrap_or("0").to_owned();
+    {
+        use std::sync::atomic::Ordering::Relaxed;
+        let class = usize::from(response.status().as_u16() / 100).min(5);
+        if let Some(c) = app.metrics.responses.get(class) {
+            c.fetch_add(1, Relaxed);
+        }
+        if method != Method::HEAD {
+            app.metrics.body_bytes.fetch_add(bytes.parse().unwrap_or(0), Relaxed);
+        }
+    }
     tracing::info!(
         target: "access",
         method = %method,
@@ -185,6 +243,13 @@ async fn respond<B>(app: &App, req: &Request<B>, fields: &mut LogFields) -> Resu
         Route::Health => {
             let mut r = Response::new(Chunks::new(vec![Bytes::from_static(b"ok\n")]));
             r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            Ok(finish(r, method))
+        }
+        Route::Metrics => {
+            let mut r = Response::new(Chunks::new(vec![Bytes::from(app.metrics_text().await)]));
+            let h = r.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             Ok(finish(r, method))
         }
         Route::Key { kid } => {
@@ -285,7 +350,7 @@ async fn resource(app: &App, route: &Route, fields: &mut LogFields) -> Result<Re
         }
     };
     match route {
-        Route::Health | Route::Key { .. } => Err(ServeError::UnknownAsset),
+        Route::Health | Route::Metrics | Route::Key { .. } => Err(ServeError::UnknownAsset),
         Route::Mpd { asset: id, variant } => {
             fields.asset = id.clone();
             let a = asset(app, id)?;
@@ -442,9 +507,15 @@ where
     F: FnOnce() -> Result<Bytes, ServeError> + Send + 'static,
 {
     let permits = app.encrypt_permits.clone();
+    let counters = (&app.metrics.encryptions, &app.metrics.encrypted_bytes);
     let work = async move {
         let _permit = permits.acquire_owned().await.map_err(|_| ServeError::Protect("shutting down".into()))?;
-        tokio::task::spawn_blocking(build).await.map_err(|e| ServeError::Protect(format!("encryption task: {e}")))?
+        let out = tokio::task::spawn_blocking(build).await.map_err(|e| ServeError::Protect(format!("encryption task: {e}")))?;
+        if let Ok(b) = &out {
+            counters.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            counters.1.fetch_add(b.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+        out
     };
     match &app.segments {
         None => work.await,
@@ -560,3 +631,4 @@ fn with_cors(mut r: Response<Chunks>) -> Response<Chunks> {
     h.insert("timing-allow-origin", HeaderValue::from_static("*"));
     r
 }
+

@@ -62,6 +62,8 @@ pub enum Route {
     },
     /// `/healthz`
     Health,
+    /// `/metrics` (Prometheus)
+    Metrics,
 }
 
 /// Why a path was refused.
@@ -83,6 +85,10 @@ pub fn parse(path: &str) -> Result<Route, RouteError> {
     let rest = path.strip_prefix('/').ok_or(RouteError::BadPath("path must start with '/'"))?;
     if rest == "healthz" {
         return Ok(Route::Health);
+    }
+    // Single-segment paths are never assets (an asset URL has at least two segments).
+    if rest == "metrics" {
+        return Ok(Route::Metrics);
     }
     // Reserved namespace: asset ids never start with '.', so `/.drm/…` cannot shadow an asset.
     if let Some(kid) = rest.strip_prefix(".drm/key/") {
