@@ -74,11 +74,7 @@ impl Avc {
         if length_size == 3 {
             return Err("lengthSizeMinusOne 2 is not allowed");
         }
-        let mut ctx = Avc {
-            length_size,
-            sps: vec![None; MAX_SPS],
-            pps: vec![None; MAX_PPS],
-        };
+        let mut ctx = Avc { length_size, sps: vec![None; MAX_SPS], pps: vec![None; MAX_PPS] };
         let mut rest = avcc.get(5..).ok_or("avcC truncated")?;
         // numOfSequenceParameterSets (5 bits), then numOfPictureParameterSets (8 bits).
         for mask in [0x1f, 0xff] {
@@ -119,8 +115,8 @@ impl Avc {
         let nal_ref_idc = (header >> 5) & 3;
         match nal_type {
             NAL_SLICE | NAL_IDR => {
-                let len = self.slice_header_len(nal_type, nal_ref_idc, payload)?;
-                Ok(len.saturating_add(1))
+                let end = self.slice_header(nal_type, nal_ref_idc, payload)?;
+                Ok(end.byte_pos().saturating_add(1))
             }
             _ => {
                 self.parameter_set(nal)?;
@@ -129,30 +125,21 @@ impl Avc {
         }
     }
 
-    /// Escaped bytes of slice_header() (§7.3.3), rounded up to whole bytes.
-    fn slice_header_len(&self, nal_type: u8, nal_ref_idc: u8, payload: &[u8]) -> Parse<usize> {
+    /// Reads slice_header() (§7.3.3); the reader is left on its last bit, so its byte position
+    /// is the header's size in escaped bytes, rounded up.
+    fn slice_header<'a>(&self, nal_type: u8, nal_ref_idc: u8, payload: &'a [u8]) -> Parse<BitReader<'a>> {
         let mut r = BitReader::new(payload);
         let _first_mb_in_slice = r.ue()?;
         // Table 7-6: slice_type % 5 = P, B, I, SP, SI.
         let slice_type = r.ue_max(9, "slice_type out of range")? % 5;
-        let (p, b, i, sp, si) = (
-            slice_type == 0,
-            slice_type == 1,
-            slice_type == 2,
-            slice_type == 3,
-            slice_type == 4,
-        );
+        let (p, b, i, sp, si) = (slice_type == 0, slice_type == 1, slice_type == 2, slice_type == 3, slice_type == 4);
         let pps_id = r.ue_max(255, "pic_parameter_set_id out of range")?;
         let pps = self
             .pps
             .get(usize::try_from(pps_id).map_err(|_| "PPS id")?)
             .and_then(Option::as_ref)
             .ok_or("slice refers to an unknown PPS")?;
-        let sps = self
-            .sps
-            .get(pps.sps_id)
-            .and_then(Option::as_ref)
-            .ok_or("PPS refers to an unknown SPS")?;
+        let sps = self.sps.get(pps.sps_id).and_then(Option::as_ref).ok_or("PPS refers to an unknown SPS")?;
         if sps.separate_colour_plane {
             r.skip(2)?; // colour_plane_id
         }
@@ -233,17 +220,21 @@ impl Avc {
             let bits = ceil_log2(size.saturating_add(rate).div_ceil(rate.max(1)));
             r.skip(bits)?;
         }
-        Ok(r.byte_pos())
+        Ok(r)
+    }
+
+    /// RBSP bits of a slice NAL unit's header (tests compare it with what they wrote).
+    #[cfg(test)]
+    pub(super) fn header_bits(&self, nal: &[u8]) -> Parse<u64> {
+        let (&header, payload) = nal.split_first().ok_or("empty NAL unit")?;
+        Ok(self.slice_header(header & 0x1f, (header >> 5) & 3, payload)?.rbsp_bit_pos())
     }
 }
 
 /// Splits `u16 length ‖ bytes` off the front (the record's parameter set arrays).
 pub(super) fn length_prefixed(buf: &[u8]) -> Parse<(&[u8], &[u8])> {
-    let (len, rest) = buf
-        .split_first_chunk::<2>()
-        .ok_or("parameter set length truncated")?;
-    rest.split_at_checked(usize::from(u16::from_be_bytes(*len)))
-        .ok_or("parameter set truncated")
+    let (len, rest) = buf.split_first_chunk::<2>().ok_or("parameter set length truncated")?;
+    rest.split_at_checked(usize::from(u16::from_be_bytes(*len))).ok_or("parameter set truncated")
 }
 
 /// §7.3.2.1.1, read up to `frame_mbs_only_flag`: everything a slice header depends on.
@@ -254,10 +245,7 @@ fn parse_sps(payload: &[u8]) -> Parse<(usize, Sps)> {
     let id = r.ue_max(31, "seq_parameter_set_id out of range")?;
     let mut chroma_format_idc = 1;
     let mut separate_colour_plane = false;
-    if matches!(
-        profile_idc,
-        100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135
-    ) {
+    if matches!(profile_idc, 100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135) {
         chroma_format_idc = r.ue_max(3, "chroma_format_idc out of range")?;
         if chroma_format_idc == 3 {
             separate_colour_plane = r.flag()?;
@@ -275,16 +263,12 @@ fn parse_sps(payload: &[u8]) -> Parse<(usize, Sps)> {
             }
         }
     }
-    let log2_max_frame_num = r
-        .ue_max(12, "log2_max_frame_num_minus4 out of range")?
-        .saturating_add(4);
+    let log2_max_frame_num = r.ue_max(12, "log2_max_frame_num_minus4 out of range")?.saturating_add(4);
     let pic_order_cnt_type = r.ue_max(2, "pic_order_cnt_type out of range")?;
     let mut log2_max_poc_lsb = 0;
     let mut delta_pic_order_always_zero = false;
     if pic_order_cnt_type == 0 {
-        log2_max_poc_lsb = r
-            .ue_max(12, "log2_max_pic_order_cnt_lsb_minus4 out of range")?
-            .saturating_add(4);
+        log2_max_poc_lsb = r.ue_max(12, "log2_max_pic_order_cnt_lsb_minus4 out of range")?.saturating_add(4);
     } else if pic_order_cnt_type == 1 {
         delta_pic_order_always_zero = r.flag()?;
         r.se()?; // offset_for_non_ref_pic
@@ -296,20 +280,12 @@ fn parse_sps(payload: &[u8]) -> Parse<(usize, Sps)> {
     }
     r.ue()?; // max_num_ref_frames
     r.skip(1)?; // gaps_in_frame_num_value_allowed_flag
-    let width = r
-        .ue_max(MAX_MBS, "pic_width_in_mbs_minus1 out of range")?
-        .saturating_add(1);
-    let height = r
-        .ue_max(MAX_MBS, "pic_height_in_map_units_minus1 out of range")?
-        .saturating_add(1);
+    let width = r.ue_max(MAX_MBS, "pic_width_in_mbs_minus1 out of range")?.saturating_add(1);
+    let height = r.ue_max(MAX_MBS, "pic_height_in_map_units_minus1 out of range")?.saturating_add(1);
     let frame_mbs_only = r.flag()?;
     let sps = Sps {
         separate_colour_plane,
-        chroma_array_type: if separate_colour_plane {
-            0
-        } else {
-            chroma_format_idc
-        },
+        chroma_array_type: if separate_colour_plane { 0 } else { chroma_format_idc },
         log2_max_frame_num,
         frame_mbs_only,
         pic_order_cnt_type,
@@ -368,10 +344,7 @@ fn parse_pps(payload: &[u8]) -> Parse<(usize, Pps)> {
                 slice_group_change_rate = u64::from(r.ue()?).saturating_add(1);
             }
             6 => {
-                let units = r.ue_max(
-                    MAX_MBS.saturating_mul(MAX_MBS),
-                    "pic_size_in_map_units_minus1 out of range",
-                )?;
+                let units = r.ue_max(MAX_MBS.saturating_mul(MAX_MBS), "pic_size_in_map_units_minus1 out of range")?;
                 let bits = ceil_log2(u64::from(num_slice_groups_minus1).saturating_add(1));
                 for _ in 0..=units {
                     r.skip(bits)?; // slice_group_id
@@ -380,10 +353,8 @@ fn parse_pps(payload: &[u8]) -> Parse<(usize, Pps)> {
             _ => {}
         }
     }
-    let num_ref_idx_l0_default_minus1 =
-        r.ue_max(MAX_REF_IDX, "num_ref_idx_l0_default_active_minus1 out of range")?;
-    let num_ref_idx_l1_default_minus1 =
-        r.ue_max(MAX_REF_IDX, "num_ref_idx_l1_default_active_minus1 out of range")?;
+    let num_ref_idx_l0_default_minus1 = r.ue_max(MAX_REF_IDX, "num_ref_idx_l0_default_active_minus1 out of range")?;
+    let num_ref_idx_l1_default_minus1 = r.ue_max(MAX_REF_IDX, "num_ref_idx_l1_default_active_minus1 out of range")?;
     let weighted_pred = r.flag()?;
     let weighted_bipred_idc = r.u(2)?;
     r.se()?; // pic_init_qp_minus26
@@ -430,12 +401,7 @@ fn ref_pic_list_modification(r: &mut BitReader<'_>, num_ref_idx_minus1: u32) -> 
 }
 
 /// pred_weight_table() (§7.3.3.2); `l1` is given for B slices.
-fn pred_weight_table(
-    r: &mut BitReader<'_>,
-    chroma_array_type: u32,
-    l0: u32,
-    l1: Option<u32>,
-) -> Parse<()> {
+fn pred_weight_table(r: &mut BitReader<'_>, chroma_array_type: u32, l0: u32, l1: Option<u32>) -> Parse<()> {
     r.ue_max(7, "luma_log2_weight_denom out of range")?;
     if chroma_array_type != 0 {
         r.ue_max(7, "chroma_log2_weight_denom out of range")?;

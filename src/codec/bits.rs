@@ -22,23 +22,26 @@ pub(super) struct BitReader<'a> {
     left: u8,
     /// Consecutive zero bytes just loaded (two of them arm the emulation prevention check).
     zeros: u8,
+    /// Emulation prevention bytes skipped so far.
+    epb: usize,
 }
 
 impl<'a> BitReader<'a> {
     /// A reader over `data`, the NAL unit payload after its header.
     pub(super) fn new(data: &'a [u8]) -> Self {
-        BitReader {
-            data,
-            next: 0,
-            cur: 0,
-            left: 0,
-            zeros: 0,
-        }
+        BitReader { data, next: 0, cur: 0, left: 0, zeros: 0, epb: 0 }
     }
 
     /// Source (escaped) bytes consumed so far, counting a partly read byte as consumed.
     pub(super) fn byte_pos(&self) -> usize {
         self.next
+    }
+
+    /// RBSP bits read so far (emulation prevention bytes excluded): what a test's bit writer
+    /// wrote for the same syntax.
+    #[cfg(test)]
+    pub(super) fn rbsp_bit_pos(&self) -> u64 {
+        ((self.next - self.epb) * 8 - usize::from(self.left)) as u64
     }
 
     /// Whether the next bit starts a byte (H.264/H.265 `byte_aligned()`).
@@ -52,14 +55,11 @@ impl<'a> BitReader<'a> {
             // emulation_prevention_three_byte: not part of the RBSP.
             self.next = self.next.checked_add(1).ok_or("truncated")?;
             self.zeros = 0;
+            self.epb = self.epb.saturating_add(1);
             byte = *self.data.get(self.next).ok_or("truncated")?;
         }
         self.next = self.next.checked_add(1).ok_or("truncated")?;
-        self.zeros = if byte == 0 {
-            self.zeros.saturating_add(1)
-        } else {
-            0
-        };
+        self.zeros = if byte == 0 { self.zeros.saturating_add(1) } else { 0 };
         self.cur = byte;
         self.left = 8;
         Ok(())
@@ -127,7 +127,7 @@ impl<'a> BitReader<'a> {
     pub(super) fn se(&mut self) -> Parse<i32> {
         let k = i64::from(self.ue()?);
         let magnitude = k.saturating_add(1) / 2;
-        let v = if k % 2 == 1 { magnitude } else { -magnitude };
+        let v = if k % 2 == 1 { magnitude } else { magnitude.saturating_neg() };
         i32::try_from(v).map_err(|_| "se overflow")
     }
 }
@@ -194,9 +194,11 @@ mod tests {
         let mut r = BitReader::new(&[0, 0, 0, 0, 0x80, 0, 0, 0, 0]);
         assert!(r.ue().is_err());
         // Truncated suffix.
-        let mut r = BitReader::new(&[0b0001_0000]);
+        let mut r = BitReader::new(&[0b0000_0010]);
         assert!(r.ue().is_err());
-        assert!(BitReader::new(&[0x01]).ue_max(0, "x").is_err());
+        // Above the element's range: "010" = 1 > 0.
+        assert_eq!(BitReader::new(&[0x40]).ue_max(0, "x"), Err("x"));
+        assert_eq!(BitReader::new(&[0x40]).ue_max(1, "x"), Ok(1));
     }
 
     #[test]

@@ -52,21 +52,12 @@ impl Hevc {
         if length_size == 3 {
             return Err("lengthSizeMinusOne 2 is not allowed");
         }
-        let mut ctx = Hevc {
-            length_size,
-            sps: vec![None; MAX_SPS],
-            pps: vec![None; MAX_PPS],
-        };
-        let (&arrays, mut rest) = hvcc
-            .get(22..)
-            .and_then(<[u8]>::split_first)
-            .ok_or("hvcC truncated")?;
+        let mut ctx = Hevc { length_size, sps: vec![None; MAX_SPS], pps: vec![None; MAX_PPS] };
+        let (&arrays, mut rest) = hvcc.get(22..).and_then(<[u8]>::split_first).ok_or("hvcC truncated")?;
         for _ in 0..arrays {
             // array_completeness, reserved, NAL_unit_type (the NAL headers say it again)
             let (_, tail) = rest.split_first().ok_or("hvcC truncated")?;
-            let (count, mut tail) = tail
-                .split_first_chunk::<2>()
-                .ok_or("hvcC truncated")?;
+            let (count, mut tail) = tail.split_first_chunk::<2>().ok_or("hvcC truncated")?;
             for _ in 0..u16::from_be_bytes(*count) {
                 let (nal, next) = length_prefixed(tail)?;
                 tail = next;
@@ -107,15 +98,16 @@ impl Hevc {
         let is_slice = nal_type <= 9 || (BLA_W_LP..=CRA_NUT).contains(&nal_type);
         if is_slice && layer == 0 {
             let payload = nal.get(2..).unwrap_or_default();
-            let len = self.slice_header_len(nal_type, payload)?;
-            return Ok(len.saturating_add(2));
+            let end = self.slice_header(nal_type, payload)?;
+            return Ok(end.byte_pos().saturating_add(2));
         }
         self.parameter_set(nal)?;
         Ok(nal.len())
     }
 
-    /// Escaped bytes of slice_segment_header() (§7.3.6.1), which ends with byte_alignment().
-    fn slice_header_len(&self, nal_type: u8, payload: &[u8]) -> Parse<usize> {
+    /// Reads slice_segment_header() (§7.3.6.1), which ends with byte_alignment(); the reader is
+    /// left at the first byte of slice segment data.
+    fn slice_header<'a>(&self, nal_type: u8, payload: &'a [u8]) -> Parse<BitReader<'a>> {
         let mut r = BitReader::new(payload);
         let first_slice_segment_in_pic = r.flag()?;
         if (BLA_W_LP..=RSV_IRAP_VCL23).contains(&nal_type) {
@@ -127,11 +119,7 @@ impl Hevc {
             .get(usize::try_from(pps_id).map_err(|_| "PPS id")?)
             .and_then(Option::as_ref)
             .ok_or("slice refers to an unknown PPS")?;
-        let sps = self
-            .sps
-            .get(pps.sps_id)
-            .and_then(Option::as_ref)
-            .ok_or("PPS refers to an unknown SPS")?;
+        let sps = self.sps.get(pps.sps_id).and_then(Option::as_ref).ok_or("PPS refers to an unknown SPS")?;
         let mut dependent = false;
         if !first_slice_segment_in_pic {
             if pps.dependent_slice_segments_enabled {
@@ -154,19 +142,14 @@ impl Hevc {
                 return Err("num_entry_point_offsets out of range");
             }
             if n > 0 {
-                let len = r
-                    .ue_max(31, "offset_len_minus1 out of range")?
-                    .saturating_add(1);
+                let len = r.ue_max(31, "offset_len_minus1 out of range")?.saturating_add(1);
                 for _ in 0..n {
                     r.skip(len)?; // entry_point_offset_minus1
                 }
             }
         }
         if pps.slice_segment_header_extension_present {
-            let len = r.ue_max(
-                MAX_HEADER_EXTENSION,
-                "slice_segment_header_extension_length out of range",
-            )?;
+            let len = r.ue_max(MAX_HEADER_EXTENSION, "slice_segment_header_extension_length out of range")?;
             r.skip(len.saturating_mul(8))?;
         }
         // byte_alignment() (§7.3.2.12): a one bit, then zeros. A mismatch means the header was
@@ -179,7 +162,14 @@ impl Hevc {
                 return Err("slice header alignment bits are not zero");
             }
         }
-        Ok(r.byte_pos())
+        Ok(r)
+    }
+
+    /// RBSP bits of a slice NAL unit's header (tests compare it with what they wrote).
+    #[cfg(test)]
+    pub(super) fn header_bits(&self, nal: &[u8]) -> Parse<u64> {
+        let (nal_type, _) = nal_header(nal)?;
+        Ok(self.slice_header(nal_type, nal.get(2..).unwrap_or_default())?.rbsp_bit_pos())
     }
 }
 
@@ -187,7 +177,7 @@ impl Hevc {
 /// slice_loop_filter_across_slices_enabled_flag.
 fn independent_fields(r: &mut BitReader<'_>, nal_type: u8, sps: &Sps, pps: &Pps) -> Parse<()> {
     r.skip(pps.num_extra_slice_header_bits)?; // slice_reserved_flag[]
-    // Table 7-7: 0 = B, 1 = P, 2 = I.
+                                              // Table 7-7: 0 = B, 1 = P, 2 = I.
     let slice_type = r.ue_max(2, "slice_type out of range")?;
     let (b, p) = (slice_type == 0, slice_type == 1);
     if pps.output_flag_present {
@@ -214,11 +204,7 @@ fn independent_fields(r: &mut BitReader<'_>, nal_type: u8, sps: &Sps, pps: &Pps)
         };
         if sps.long_term_ref_pics_present {
             let lt_sps = u32::try_from(sps.lt_used_by_curr.len()).map_err(|_| "LT count")?;
-            let num_long_term_sps = if lt_sps > 0 {
-                r.ue_max(lt_sps, "num_long_term_sps out of range")?
-            } else {
-                0
-            };
+            let num_long_term_sps = if lt_sps > 0 { r.ue_max(lt_sps, "num_long_term_sps out of range")? } else { 0 };
             let num_long_term_pics = r.ue_max(MAX_LT_PICS, "num_long_term_pics out of range")?;
             let total = num_long_term_sps.saturating_add(num_long_term_pics);
             if total > MAX_LT_PICS {
@@ -337,12 +323,7 @@ fn independent_fields(r: &mut BitReader<'_>, nal_type: u8, sps: &Sps, pps: &Pps)
 
 /// pred_weight_table() (§7.3.6.3) for layer 0 without the current picture as a reference, where
 /// every entry carries its flags.
-fn pred_weight_table(
-    r: &mut BitReader<'_>,
-    chroma_array_type: u32,
-    l0: u32,
-    l1: Option<u32>,
-) -> Parse<()> {
+fn pred_weight_table(r: &mut BitReader<'_>, chroma_array_type: u32, l0: u32, l1: Option<u32>) -> Parse<()> {
     r.ue_max(7, "luma_log2_weight_denom out of range")?;
     if chroma_array_type != 0 {
         r.se()?; // delta_chroma_log2_weight_denom

@@ -108,23 +108,15 @@ pub(super) fn parse_sps(payload: &[u8]) -> Parse<(usize, Sps)> {
     }
     let bit_depth_luma = r.ue_max(8, "bit_depth_luma_minus8 out of range")?;
     let bit_depth_chroma = r.ue_max(8, "bit_depth_chroma_minus8 out of range")?;
-    let log2_max_poc_lsb = r
-        .ue_max(12, "log2_max_pic_order_cnt_lsb_minus4 out of range")?
-        .saturating_add(4);
+    let log2_max_poc_lsb = r.ue_max(12, "log2_max_pic_order_cnt_lsb_minus4 out of range")?.saturating_add(4);
     let ordering_info_present = r.flag()?;
-    let first = if ordering_info_present {
-        0
-    } else {
-        max_sub_layers_minus1
-    };
+    let first = if ordering_info_present { 0 } else { max_sub_layers_minus1 };
     for _ in first..=max_sub_layers_minus1 {
         r.ue()?; // sps_max_dec_pic_buffering_minus1
         r.ue()?; // sps_max_num_reorder_pics
         r.ue()?; // sps_max_latency_increase_plus1
     }
-    let min_cb_log2 = r
-        .ue_max(3, "log2_min_luma_coding_block_size_minus3 out of range")?
-        .saturating_add(3);
+    let min_cb_log2 = r.ue_max(3, "log2_min_luma_coding_block_size_minus3 out of range")?.saturating_add(3);
     let ctb_log2 = min_cb_log2.saturating_add(r.ue_max(3, "CtbLog2SizeY out of range")?);
     if ctb_log2 > 6 {
         return Err("CtbLog2SizeY out of range");
@@ -185,11 +177,7 @@ pub(super) fn parse_sps(payload: &[u8]) -> Parse<(usize, Sps)> {
     }
     let sps = Sps {
         separate_colour_plane,
-        chroma_array_type: if separate_colour_plane {
-            0
-        } else {
-            chroma_format_idc
-        },
+        chroma_array_type: if separate_colour_plane { 0 } else { chroma_format_idc },
         log2_max_poc_lsb,
         pic_size_in_ctbs: w.saturating_mul(h),
         pic_height_in_ctbs: h,
@@ -265,12 +253,7 @@ fn scaling_list_data(r: &mut BitReader<'_>) -> Parse<()> {
 
 /// st_ref_pic_set(stRpsIdx) (§7.3.7) with the derivation of §7.4.8 (7-61 … 7-64), so a later set
 /// (or a slice's own set) can be predicted from it. `sets` holds the sets 0..idx already parsed.
-pub(super) fn st_ref_pic_set(
-    r: &mut BitReader<'_>,
-    idx: u32,
-    num_sets: u32,
-    sets: &[Rps],
-) -> Parse<Rps> {
+pub(super) fn st_ref_pic_set(r: &mut BitReader<'_>, idx: u32, num_sets: u32, sets: &[Rps]) -> Parse<Rps> {
     let inter = idx != 0 && r.flag()?;
     let mut out = Rps::default();
     if !inter {
@@ -278,29 +261,26 @@ pub(super) fn st_ref_pic_set(
         let pos = r.ue_max(16, "num_positive_pics out of range")?;
         let mut poc = 0i32;
         for _ in 0..neg {
-            let d = i32::try_from(r.ue_max((1 << 15) - 1, "delta_poc_s0_minus1 out of range")?)
-                .map_err(|_| "delta_poc")?;
+            let d =
+                i32::try_from(r.ue_max((1 << 15) - 1, "delta_poc_s0_minus1 out of range")?).map_err(|_| "delta_poc")?;
             poc = poc.saturating_sub(d.saturating_add(1));
             out.s0.push((poc, r.flag()?));
         }
         poc = 0;
         for _ in 0..pos {
-            let d = i32::try_from(r.ue_max((1 << 15) - 1, "delta_poc_s1_minus1 out of range")?)
-                .map_err(|_| "delta_poc")?;
+            let d =
+                i32::try_from(r.ue_max((1 << 15) - 1, "delta_poc_s1_minus1 out of range")?).map_err(|_| "delta_poc")?;
             poc = poc.saturating_add(d.saturating_add(1));
             out.s1.push((poc, r.flag()?));
         }
     } else {
         let delta_idx = if idx == num_sets {
-            r.ue_max(idx.saturating_sub(1), "delta_idx_minus1 out of range")?
-                .saturating_add(1)
+            r.ue_max(idx.saturating_sub(1), "delta_idx_minus1 out of range")?.saturating_add(1)
         } else {
             1
         };
         let ref_idx = idx.checked_sub(delta_idx).ok_or("RefRpsIdx out of range")?;
-        let reference = sets
-            .get(usize::try_from(ref_idx).map_err(|_| "RefRpsIdx")?)
-            .ok_or("RefRpsIdx out of range")?;
+        let reference = sets.get(usize::try_from(ref_idx).map_err(|_| "RefRpsIdx")?).ok_or("RefRpsIdx out of range")?;
         let sign = r.flag()?;
         let abs = i32::try_from(r.ue_max((1 << 15) - 1, "abs_delta_rps_minus1 out of range")?)
             .map_err(|_| "abs_delta_rps")?
@@ -410,16 +390,10 @@ fn sps_tail(
         r.ue()?; // palette_max_size
         r.ue()?; // delta_palette_max_predictor_size
         if r.flag()? {
-            let n = r
-                .ue_max(127, "sps_num_palette_predictor_initializers_minus1 out of range")?
-                .saturating_add(1);
+            let n = r.ue_max(127, "sps_num_palette_predictor_initializers_minus1 out of range")?.saturating_add(1);
             let comps = if chroma_format_idc == 0 { 1 } else { 3 };
             for comp in 0..comps {
-                let bits = if comp == 0 {
-                    bit_depth_luma
-                } else {
-                    bit_depth_chroma
-                };
+                let bits = if comp == 0 { bit_depth_luma } else { bit_depth_chroma };
                 for _ in 0..n {
                     r.skip(bits)?;
                 }
@@ -479,11 +453,7 @@ fn vui_parameters(r: &mut BitReader<'_>, max_sub_layers_minus1: u32) -> Parse<()
 }
 
 /// hrd_parameters() (E.2.2), consumed only.
-fn hrd_parameters(
-    r: &mut BitReader<'_>,
-    common_inf_present: bool,
-    max_sub_layers_minus1: u32,
-) -> Parse<()> {
+fn hrd_parameters(r: &mut BitReader<'_>, common_inf_present: bool, max_sub_layers_minus1: u32) -> Parse<()> {
     let (mut nal, mut vcl, mut sub_pic) = (false, false, false);
     if common_inf_present {
         nal = r.flag()?;
@@ -509,11 +479,7 @@ fn hrd_parameters(
         } else {
             low_delay = r.flag()?;
         }
-        let cpb_cnt = if low_delay {
-            0
-        } else {
-            r.ue_max(31, "cpb_cnt_minus1 out of range")?
-        };
+        let cpb_cnt = if low_delay { 0 } else { r.ue_max(31, "cpb_cnt_minus1 out of range")? };
         for present in [nal, vcl] {
             if present {
                 for _ in 0..=cpb_cnt {
@@ -541,10 +507,8 @@ pub(super) fn parse_pps(payload: &[u8]) -> Parse<(usize, Pps)> {
     let num_extra_slice_header_bits = r.u(3)?;
     r.skip(1)?; // sign_data_hiding_enabled_flag
     let cabac_init_present = r.flag()?;
-    let num_ref_idx_l0_default_minus1 =
-        r.ue_max(14, "num_ref_idx_l0_default_active_minus1 out of range")?;
-    let num_ref_idx_l1_default_minus1 =
-        r.ue_max(14, "num_ref_idx_l1_default_active_minus1 out of range")?;
+    let num_ref_idx_l0_default_minus1 = r.ue_max(14, "num_ref_idx_l0_default_active_minus1 out of range")?;
+    let num_ref_idx_l1_default_minus1 = r.ue_max(14, "num_ref_idx_l1_default_active_minus1 out of range")?;
     r.se()?; // init_qp_minus26
     r.skip(1)?; // constrained_intra_pred_flag
     let transform_skip_enabled = r.flag()?;

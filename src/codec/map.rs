@@ -27,33 +27,20 @@ pub(super) fn build(
     scheme: Scheme,
     mut clear_len: impl FnMut(&[u8]) -> Parse<usize>,
 ) -> Parse<Vec<Subsample>> {
-    let mut org = Organizer {
-        align: scheme == Scheme::Cenc,
-        clear: 0,
-        out: Vec::new(),
-    };
+    let mut org = Organizer { align: scheme == Scheme::Cenc, clear: 0, out: Vec::new() };
     let mut rest = sample;
     while !rest.is_empty() {
-        let (len_field, tail) = rest
-            .split_at_checked(length_size)
-            .ok_or("NAL length field truncated")?;
-        let len = len_field
-            .iter()
-            .fold(0u64, |acc, &b| acc.wrapping_shl(8) | u64::from(b));
+        let (len_field, tail) = rest.split_at_checked(length_size).ok_or("NAL length field truncated")?;
+        let len = len_field.iter().fold(0u64, |acc, &b| acc.wrapping_shl(8) | u64::from(b));
         let len = usize::try_from(len).map_err(|_| "NAL unit longer than the sample")?;
-        let (nal, tail) = tail
-            .split_at_checked(len)
-            .ok_or("NAL unit longer than the sample")?;
+        let (nal, tail) = tail.split_at_checked(len).ok_or("NAL unit longer than the sample")?;
         rest = tail;
         let clear = if nal.is_empty() { 0 } else { clear_len(nal)? };
         if clear > nal.len() {
             return Err("slice header longer than its NAL unit");
         }
         let protected = nal.len().wrapping_sub(clear);
-        org.add(
-            to_u64(length_size).saturating_add(to_u64(clear)),
-            to_u64(protected),
-        )?;
+        org.add(to_u64(length_size).saturating_add(to_u64(clear)), to_u64(protected))?;
     }
     org.finish()
 }
@@ -74,10 +61,7 @@ impl Organizer {
     fn add(&mut self, clear: u64, protected: u64) -> Parse<()> {
         let residual = if self.align { protected % BLOCK } else { 0 };
         let protected = protected.wrapping_sub(residual);
-        self.clear = self
-            .clear
-            .saturating_add(clear)
-            .saturating_add(residual);
+        self.clear = self.clear.saturating_add(clear).saturating_add(residual);
         if protected == 0 {
             return Ok(());
         }
@@ -88,10 +72,7 @@ impl Organizer {
     fn push(&mut self, protected: u64) -> Parse<()> {
         let max = u64::from(u16::MAX);
         while self.clear > max {
-            self.out.push(Subsample {
-                clear: u16::MAX,
-                protected: 0,
-            });
+            self.out.push(Subsample { clear: u16::MAX, protected: 0 });
             self.clear = self.clear.wrapping_sub(max);
         }
         self.out.push(Subsample {
@@ -115,10 +96,7 @@ mod tests {
     use super::*;
 
     fn ss(pairs: &[(u16, u32)]) -> Vec<Subsample> {
-        pairs
-            .iter()
-            .map(|&(clear, protected)| Subsample { clear, protected })
-            .collect()
+        pairs.iter().map(|&(clear, protected)| Subsample { clear, protected }).collect()
     }
 
     /// A sample of NAL units given as (size, clear bytes) with 4-byte lengths; the returned
@@ -168,12 +146,9 @@ mod tests {
     #[test]
     fn long_clear_runs_are_split() {
         let m = run(&[(70000, 70000), (100, 4)], Scheme::Cbcs).unwrap();
-        assert_eq!(
-            m,
-            ss(&[(65535, 0), ((70004 + 8 - 65535) as u16, 96)])
-        );
+        assert_eq!(m, ss(&[(65535, 0), ((70004 + 8 - 65535) as u16, 96)]));
         let m = run(&[(140000, 140000)], Scheme::Cbcs).unwrap();
-        assert_eq!(m, ss(&[(65535, 0), (65535, 0), (140004 - 131070, 0)]));
+        assert_eq!(m, ss(&[(65535, 0), (65535, 0), ((140004u32 - 131070) as u16, 0)]));
         let total: u64 = m.iter().map(|s| u64::from(s.clear) + u64::from(s.protected)).sum();
         assert_eq!(total, 140004);
     }

@@ -8,10 +8,7 @@ pub(crate) struct BitWriter {
 
 impl BitWriter {
     pub fn new() -> Self {
-        BitWriter {
-            bytes: Vec::new(),
-            bits: 0,
-        }
+        BitWriter { bytes: Vec::new(), bits: 0 }
     }
 
     pub fn u(&mut self, n: u32, v: u64) {
