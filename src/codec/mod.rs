@@ -42,6 +42,8 @@ mod avc_tests;
 #[cfg(test)]
 mod hevc_tests;
 #[cfg(test)]
+mod oracle;
+#[cfg(test)]
 mod testutil;
 
 use crate::crypto::Subsample;
