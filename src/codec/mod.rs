@@ -44,6 +44,8 @@ mod hevc_tests;
 #[cfg(test)]
 mod oracle;
 #[cfg(test)]
+mod robustness;
+#[cfg(test)]
 mod testutil;
 
 use crate::crypto::Subsample;

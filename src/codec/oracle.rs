@@ -35,7 +35,7 @@ use crate::mp4::FourCC;
 
 /// How Shaka Packager's maps for a file relate to ours.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Shaka {
+pub(super) enum Shaka {
     /// Equal (`cbcs`) or equal after the documented `cenc` residual move.
     Agrees,
     /// Shaka reads an absent slice_loop_filter_across_slices_enabled_flag (see the module doc).
@@ -43,7 +43,7 @@ enum Shaka {
 }
 
 /// (fixture name, file, video samples, Shaka relation)
-const ASSETS: &[(&str, &str, usize, Shaka)] = &[
+pub(super) const ASSETS: &[(&str, &str, usize, Shaka)] = &[
     ("progressive", "assets/progressive.mp4", 300, Shaka::Agrees),
     ("hevc", "assets/hevc.mp4", 250, Shaka::Agrees),
     ("video_180p", "assets/multi/video_180p.mp4", 250, Shaka::Agrees),
