@@ -20,9 +20,7 @@ use ctr::Ctr64BE;
 use drm_origin::crypto::{cbcs, cenc, hls, Key, Subsample};
 
 const MIB: usize = 1 << 20;
-const KEY: [u8; 16] = [
-    0x2b, 0x7e, 0x15, 0x16, 0x28, 0xae, 0xd2, 0xa6, 0xab, 0xf7, 0x15, 0x88, 0x09, 0xcf, 0x4f, 0x3c,
-];
+const KEY: [u8; 16] = [0x2b, 0x7e, 0x15, 0x16, 0x28, 0xae, 0xd2, 0xa6, 0xab, 0xf7, 0x15, 0x88, 0x09, 0xcf, 0x4f, 0x3c];
 const IV8: [u8; 8] = [0, 1, 2, 3, 4, 5, 6, 7];
 const IV16: [u8; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
 
@@ -35,10 +33,7 @@ fn buffer(n: usize) -> Vec<u8> {
 /// into the leading clear count.
 fn cenc_one_nal(len: usize) -> Vec<Subsample> {
     let protected = (len - 40) / 16 * 16;
-    vec![Subsample {
-        clear: (len - protected) as u16,
-        protected: protected as u32,
-    }]
+    vec![Subsample { clear: (len - protected) as u16, protected: protected as u32 }]
 }
 
 /// `n` slices of equal size (multi-slice encoders), same rule per NAL; any leftover bytes form
@@ -48,20 +43,14 @@ fn cenc_slices(len: usize, n: usize) -> Vec<Subsample> {
     let mut map: Vec<Subsample> = (0..n).flat_map(|_| cenc_one_nal(nal)).collect();
     let rest = len - nal * n;
     if rest > 0 {
-        map.push(Subsample {
-            clear: rest as u16,
-            protected: 0,
-        });
+        map.push(Subsample { clear: rest as u16, protected: 0 });
     }
     map
 }
 
 /// `cbcs` style: 40 clear, the rest of the NAL protected, not rounded (spec-notes §2.3).
 fn cbcs_one_nal(len: usize) -> Vec<Subsample> {
-    vec![Subsample {
-        clear: 40,
-        protected: (len - 40) as u32,
-    }]
+    vec![Subsample { clear: 40, protected: (len - 40) as u32 }]
 }
 
 fn bench_large(c: &mut Criterion) {
@@ -91,16 +80,12 @@ fn bench_large(c: &mut Criterion) {
     });
     let cbcs_map = cbcs_one_nal(MIB);
     g.bench_function("cbcs_1_9_video_1_nal", |b| {
-        b.iter(|| {
-            cbcs::encrypt_sample(&key, &IV16, black_box(&mut buf[..]), &cbcs_map, 1, 9).unwrap()
-        })
+        b.iter(|| cbcs::encrypt_sample(&key, &IV16, black_box(&mut buf[..]), &cbcs_map, 1, 9).unwrap())
     });
     g.bench_function("cbcs_0_0_whole", |b| {
         b.iter(|| cbcs::encrypt_sample(&key, &IV16, black_box(&mut buf[..]), &[], 0, 0).unwrap())
     });
-    g.bench_function("hls_aes128_segment", |b| {
-        b.iter(|| hls::encrypt_segment(&key, &IV16, black_box(&buf[..])))
-    });
+    g.bench_function("hls_aes128_segment", |b| b.iter(|| hls::encrypt_segment(&key, &IV16, black_box(&buf[..]))));
     g.finish();
 }
 
@@ -121,9 +106,7 @@ fn bench_small(c: &mut Criterion) {
         b.iter(|| cbcs::encrypt_sample(&key, &IV16, black_box(&mut buf[..]), &[], 0, 0).unwrap())
     });
     g.bench_function("cbcs_0_0_prepared_key", |b| {
-        b.iter(|| {
-            cbcs::encrypt_sample_with(&schedule, &IV16, black_box(&mut buf[..]), &[], 0, 0).unwrap()
-        })
+        b.iter(|| cbcs::encrypt_sample_with(&schedule, &IV16, black_box(&mut buf[..]), &[], 0, 0).unwrap())
     });
     g.finish();
 }
