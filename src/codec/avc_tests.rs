@@ -266,7 +266,7 @@ fn emulation_prevention_byte_right_after_the_header_is_not_clear() {
         w.se(0); // slice_qp_delta
                  // Ceil(Log2(65536 ÷ 1 + 1)) = 17 bits
         w.u(17, 0);
-        if w.bit_len() % 8 != 0 {
+        if !w.bit_len().is_multiple_of(8) {
             continue;
         }
         let s = slice(0x61, w, &[0x01]);

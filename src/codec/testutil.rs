@@ -13,7 +13,7 @@ impl BitWriter {
 
     pub fn u(&mut self, n: u32, v: u64) {
         for i in (0..n).rev() {
-            if self.bits % 8 == 0 {
+            if self.bits.is_multiple_of(8) {
                 self.bytes.push(0);
             }
             let bit = ((v >> i) & 1) as u8;
@@ -47,7 +47,7 @@ impl BitWriter {
     /// rbsp_trailing_bits(): a one bit, then zeros to the byte boundary.
     pub fn trailing(&mut self) {
         self.u(1, 1);
-        while self.bits % 8 != 0 {
+        while !self.bits.is_multiple_of(8) {
             self.u(1, 0);
         }
     }
