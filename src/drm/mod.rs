@@ -2,6 +2,7 @@
 //! Built from the validated configuration; looked up per request by asset id.
 
 pub mod b64;
+pub mod cpix;
 pub mod keyseed;
 pub mod pattern;
 pub mod playready;
