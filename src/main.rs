@@ -42,7 +42,8 @@ enum Command {
 #[derive(Subcommand)]
 enum KeysCommand {
     /// List the key ids protecting each track of an asset under its policy (content keys only
-    /// with --show-keys). Auto keys not created yet are created, as the first request would.
+    /// with --show-keys). Never creates keys: auto keys no request has needed yet are shown as
+    /// not created (a running server owns the store file).
     Show {
         /// Asset id (e.g. `multi`, `kids/cartoon`).
         asset: String,
@@ -56,12 +57,41 @@ enum KeysCommand {
         #[arg(long)]
         show_keys: bool,
     },
+    /// Write a CPIX 2.3 document with an asset's keys, DRM signalling and usage rules, for a DRM
+    /// vendor's license service. Contains the content keys in clear: handle it as a secret.
+    Export {
+        /// Asset id.
+        asset: String,
+        /// Asset folder (default: the config's `storage.dir`, else ./assets).
+        #[arg(long, value_name = "DIR")]
+        assets: Option<PathBuf>,
+        /// TOML configuration file. Default: ./config/drm-origin.toml when it exists.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Output file (created with mode 0600); default: standard output.
+        #[arg(short = 'o', long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Read a CPIX document (e.g. from a key server) and store its keys as the asset's auto keys
+    /// (class from each key's usage rule: video/sd/hd/uhd/audio/envelope).
+    Import {
+        /// CPIX document.
+        file: PathBuf,
+        /// Asset id whose auto keys these become (with a policy `key_group`: the group's).
+        #[arg(long)]
+        asset: String,
+        /// TOML configuration file (its [keystore] receives the keys).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // The server logs every request; one-shot commands only warnings, unless RUST_LOG says.
+    let default_level = if matches!(cli.command, Command::Serve { .. }) { "info" } else { "warn" };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_level.into()))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
@@ -70,6 +100,10 @@ fn main() -> std::process::ExitCode {
         Command::Keys { command: KeysCommand::Show { asset, assets, config, show_keys } } => {
             keys_show(&asset, assets, config, show_keys)
         }
+        Command::Keys { command: KeysCommand::Export { asset, assets, config, output } } => {
+            keys_export(&asset, assets, config, output)
+        }
+        Command::Keys { command: KeysCommand::Import { file, asset, config } } => keys_import(&file, &asset, config),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -119,17 +153,110 @@ fn keys_show(asset: &str, assets: Option<PathBuf>, config: Option<PathBuf>, show
         let Some(t) = r.track() else { continue };
         match policy.class_of(t.kind, t.entry.height) {
             Some((class, spec)) => {
-                let k = cfg.drm.resolve(&policy, asset, class, spec)?;
-                lines.push(format!("  {:<24} {:<18} {class:<8} {}", r.id, t.entry.codec, show(&k)));
+                let k = cfg.drm.peek(&policy, asset, class, spec);
+                let shown = k.as_deref().map_or_else(|| "(auto key not created yet)".to_owned(), show);
+                lines.push(format!("  {:<24} {:<18} {class:<8} {shown}", r.id, t.entry.codec));
             }
             None => lines.push(format!("  {:<24} {:<18} clear", r.id, t.entry.codec)),
         }
     }
     if policy.hls.contains(&Variant::Aes128) {
         if let Some(spec) = &policy.keys.envelope {
-            let k = cfg.drm.resolve(&policy, asset, "envelope", spec)?;
-            lines.push(format!("  {:<24} {:<18} {:<8} {}", "(HLS AES-128)", "", "envelope", show(&k)));
+            let k = cfg.drm.peek(&policy, asset, "envelope", spec);
+            let shown = k.as_deref().map_or_else(|| "(auto key not created yet)".to_owned(), show);
+            lines.push(format!("  {:<24} {:<18} {:<8} {shown}", "(HLS AES-128)", "", "envelope"));
         }
+    }
+    print_lines(&lines);
+    Ok(())
+}
+
+fn keys_export(
+    asset: &str,
+    assets: Option<PathBuf>,
+    config: Option<PathBuf>,
+    output: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    use drm_origin::drm::cpix::{self, CpixKey, KeyClass};
+    use drm_origin::drm::pssh::Scheme;
+    use drm_origin::drm::Variant;
+    use drm_origin::storage::AssetState;
+    let cfg = Config::load(config_path(config).as_deref(), Overrides { listen: None, assets_dir: assets })?;
+    let store = Store::new(
+        cfg.assets_dir.clone(),
+        StoreSettings {
+            target_segment: cfg.target_segment,
+            stable_after: std::time::Duration::ZERO,
+            base_url: String::new(),
+        },
+    );
+    store.rescan();
+    let a = match store.library().assets.get(asset) {
+        Some(AssetState::Ready(a)) => a.clone(),
+        Some(AssetState::Broken(why)) => anyhow::bail!("asset {asset} is unavailable: {why}"),
+        None => anyhow::bail!("no asset {asset} in {}", cfg.assets_dir.display()),
+    };
+    let policy = cfg.drm.policy_for(asset);
+    let scheme = policy
+        .dash
+        .iter()
+        .chain(&policy.hls)
+        .find_map(|v| Scheme::of_variant(*v))
+        .ok_or_else(|| anyhow::anyhow!("policy {} protects {asset} with no cenc/cbcs variant", policy.name))?;
+    let mut classes: Vec<(&'static str, drm_origin::drm::KeySpec)> = Vec::new();
+    for r in &a.renditions {
+        let Some(t) = r.track() else { continue };
+        if let Some((class, spec)) = policy.class_of(t.kind, t.entry.height) {
+            if !classes.iter().any(|(c, _)| *c == class) {
+                classes.push((class, spec.clone()));
+            }
+        }
+    }
+    if let (true, Some(spec)) = (policy.hls.contains(&Variant::Aes128), &policy.keys.envelope) {
+        classes.push(("envelope", spec.clone()));
+    }
+    let mut keys = Vec::new();
+    for (class, spec) in &classes {
+        let k = cfg.drm.peek(&policy, asset, class, spec).ok_or_else(|| {
+            anyhow::anyhow!(
+                "the {class} key of {asset} is an auto key not created yet: request the asset once, or use a key seed"
+            )
+        })?;
+        let class = KeyClass::parse(class).ok_or_else(|| anyhow::anyhow!("unknown key class {class}"))?;
+        keys.push(CpixKey::new(k.kid, k.key.clone(), class));
+    }
+    let xml = cpix::export(asset, &keys, &policy.systems, scheme, &policy.license_urls)?;
+    match output {
+        None => {
+            use std::io::Write;
+            // Exactly the document, as with -o; a closed pipe just ends the output.
+            let _ = std::io::stdout().lock().write_all(xml.as_bytes());
+        }
+        Some(path) => {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path)?;
+            f.write_all(xml.as_bytes())?;
+            eprintln!("wrote {} key(s) of {asset} to {}", keys.len(), path.display());
+        }
+    }
+    Ok(())
+}
+
+fn keys_import(file: &std::path::Path, asset: &str, config: Option<PathBuf>) -> anyhow::Result<()> {
+    use drm_origin::drm::cpix;
+    let cfg = Config::load(config_path(config).as_deref(), Overrides::default())?;
+    let xml = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let keys = cpix::import(&xml).with_context(|| format!("{} is not a usable CPIX document", file.display()))?;
+    let by_class = cpix::by_class(&keys)?;
+    let store =
+        cfg.drm.store.clone().ok_or_else(|| anyhow::anyhow!("no [keystore] in the configuration to import into"))?;
+    let policy = cfg.drm.policy_for(asset);
+    let mut lines = Vec::new();
+    for (class, k) in by_class {
+        let label = drm_origin::drm::label(&policy, asset, class.as_str());
+        store.import(&label, k.kid, k.key.clone())?;
+        lines.push(format!("imported {label}: kid {}", k.kid));
     }
     print_lines(&lines);
     Ok(())

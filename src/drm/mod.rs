@@ -296,6 +296,14 @@ impl Drm {
         }
     }
 
+    /// Like [`Drm::resolve`], but never creates an auto key (inspection tools).
+    pub fn peek(&self, policy: &Policy, asset: &str, class: &str, spec: &KeySpec) -> Option<Arc<ContentKey>> {
+        match spec {
+            KeySpec::Named(k) => Some(k.clone()),
+            KeySpec::Auto => self.store.as_ref()?.peek(&label(policy, asset, class)),
+        }
+    }
+
     /// Finds a key by id among named keys and the store's keys, if open key delivery applies to
     /// some policy using it (auto keys: any policy with open delivery and auto keys).
     pub fn deliverable_key(&self, kid: &KeyId) -> Option<Arc<ContentKey>> {

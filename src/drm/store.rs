@@ -4,7 +4,10 @@
 //! * **persistent** (default): a random KID and key per label, written to a JSON file before
 //!   first use. Writes go to a temporary file in the same directory, are fsynced, renamed over
 //!   the store and the directory is fsynced: a crash leaves either the old or the new file,
-//!   never a torn one, and a key is never used before it is durable. One process per store file.
+//!   never a torn one, and a key is never used before it is durable. Every change is a
+//!   read-merge-write under an exclusive lock on `<store>.lock`, so a second process (the
+//!   `keys import` command next to a running server) never loses the other's keys, and a label
+//!   another process created is picked up instead of being created twice.
 //! * **key seed**: KID = a hash of the label, key = PlayReady key-seed derivation of the KID, so
 //!   every origin node sharing the seed computes the same keys without shared state.
 //!
@@ -122,6 +125,11 @@ impl KeyStore {
         let ck = match &self.mode {
             Mode::Seed(seed) => derive(seed, label),
             Mode::Persistent(path) => {
+                let _lock = lock(path)?;
+                merge_from_file(path, &mut keys)?;
+                if let Some(k) = keys.get(label) {
+                    return Ok(k.clone());
+                }
                 let mut kid = [0u8; 16];
                 let mut key = [0u8; 16];
                 getrandom::fill(&mut kid).map_err(|e| StoreError::Random(e.to_string()))?;
@@ -146,10 +154,14 @@ impl KeyStore {
 
     /// The key for `label` if it exists (or, with a seed, would be derived); never creates.
     pub fn peek(&self, label: &str) -> Option<Arc<ContentKey>> {
-        let keys = match self.keys.lock() {
+        let mut keys = match self.keys.lock() {
             Ok(k) => k,
             Err(p) => p.into_inner(),
         };
+        if let (Mode::Persistent(path), false) = (&self.mode, keys.contains_key(label)) {
+            // Another process may have created it since we loaded the file.
+            let _ = merge_from_file(path, &mut keys);
+        }
         match (&self.mode, keys.get(label)) {
             (_, Some(k)) => Some(k.clone()),
             (Mode::Seed(seed), None) => Some(Arc::new(derive(seed, label))),
@@ -169,11 +181,23 @@ impl KeyStore {
             }
             return Err(StoreError::Conflict(label.to_owned()));
         }
+        let Mode::Persistent(path) = &self.mode else {
+            return Err(StoreError::Io {
+                path: "<key seed>".into(),
+                reason: "a key-seed store derives its keys; it cannot import".into(),
+            });
+        };
+        let _lock = lock(path)?;
+        merge_from_file(path, &mut keys)?;
+        if let Some(existing) = keys.get(label) {
+            if existing.kid == kid && existing.key == key {
+                return Ok(());
+            }
+            return Err(StoreError::Conflict(label.to_owned()));
+        }
         let mut next = keys.clone();
         next.insert(label.to_owned(), Arc::new(ContentKey { name: label.to_owned(), kid, key }));
-        if let Mode::Persistent(path) = &self.mode {
-            save(path, &next, "imported")?;
-        }
+        save(path, &next, "imported")?;
         *keys = next;
         Ok(())
     }
@@ -197,9 +221,12 @@ impl KeyStore {
     }
 }
 
-/// Seed mode: KID from the label (stable across nodes), key by the PlayReady key-seed algorithm.
+/// Seed mode: KID from the seed and the label (stable across nodes sharing the seed, different
+/// for another seed, so a license cache keyed by KID never mixes two seeds' keys), key by the
+/// PlayReady key-seed algorithm.
 fn derive(seed: &Key30, label: &str) -> ContentKey {
-    let digest = Sha256::digest(format!("drm-origin/kid/{label}").as_bytes());
+    let digest =
+        Sha256::new().chain_update(b"drm-origin/kid/").chain_update(&seed.0).chain_update(label.as_bytes()).finalize();
     let mut kid = [0u8; 16];
     kid.copy_from_slice(digest.get(..16).unwrap_or(&[0u8; 16]));
     kid[6] = (kid[6] & 0x0f) | 0x40;
@@ -207,6 +234,30 @@ fn derive(seed: &Key30, label: &str) -> ContentKey {
     let kid = KeyId(kid);
     let key = super::keyseed::derive(&seed.0, &kid).unwrap_or_else(|| Key::new([0; 16]));
     ContentKey { name: label.to_owned(), kid, key }
+}
+
+/// Exclusive advisory lock on `<store>.lock`, held for a read-merge-write.
+fn lock(path: &Path) -> Result<std::fs::File, StoreError> {
+    let io = |e: std::io::Error| StoreError::Io { path: path.display().to_string(), reason: format!("lock: {e}") };
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".lock");
+    let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(name)).map_err(io)?;
+    f.lock().map_err(io)?;
+    Ok(f)
+}
+
+/// Adds the file's labels we do not hold yet (another process wrote them). A label held with a
+/// different KID is a conflict the file wins for reads: ours was never persisted.
+fn merge_from_file(path: &Path, keys: &mut BTreeMap<String, Arc<ContentKey>>) -> Result<(), StoreError> {
+    for e in load(path)? {
+        if !keys.contains_key(&e.label) {
+            let ck = entry_to_key(&e, path)?;
+            keys.insert(e.label.clone(), Arc::new(ck));
+        }
+    }
+    Ok(())
 }
 
 fn load(path: &Path) -> Result<Vec<Entry>, StoreError> {
@@ -313,6 +364,22 @@ mod tests {
         .unwrap();
         let e = KeyStore::open(Mode::Persistent(p)).unwrap_err().to_string();
         assert!(e.contains("bad kid"), "{e}");
+    }
+
+    #[test]
+    fn two_processes_sharing_a_file_keep_each_others_keys() {
+        let p = tmp("shared");
+        let a = KeyStore::open(Mode::Persistent(p.clone())).unwrap();
+        let b = KeyStore::open(Mode::Persistent(p.clone())).unwrap();
+        let ka = a.get_or_create("asset:x/video").unwrap();
+        // b never saw x/video in memory: it must pick up a's key, not mint another.
+        assert_eq!(b.get_or_create("asset:x/video").unwrap().kid, ka.kid);
+        b.import("asset:y/video", KeyId([9; 16]), Key::new([3; 16])).unwrap();
+        let kc = a.get_or_create("asset:z/audio").unwrap();
+        let reopened = KeyStore::open(Mode::Persistent(p)).unwrap();
+        for (label, kid) in [("asset:x/video", ka.kid), ("asset:y/video", KeyId([9; 16])), ("asset:z/audio", kc.kid)] {
+            assert_eq!(reopened.peek(label).unwrap().kid, kid, "{label} lost");
+        }
     }
 
     #[test]
