@@ -216,7 +216,7 @@ impl Config {
         }
         let rescan = raw.storage.rescan_interval_ms.unwrap_or(1000);
         if !(50..=60_000).contains(&rescan) {
-            errors.push(format!("assets.rescan_interval_ms: {rescan} is outside 50..=60000"));
+            errors.push(format!("storage.rescan_interval_ms: {rescan} is outside 50..=60000"));
         }
         let stable = raw.storage.stable_after_ms.unwrap_or(1000);
         if stable > 600_000 {
@@ -313,9 +313,11 @@ fn build_drm(raw: &Raw, errors: &mut Vec<String>, previous: Option<&Drm>) -> Drm
     for (name, p) in &raw.policies {
         let field = |f: &str| format!("policies.{name}.{f}");
         let mut variants = |f: &str, list: &Option<Vec<String>>| -> Vec<Variant> {
-            let list = list.clone().unwrap_or_else(|| vec!["clear".to_owned()]);
+            // An absent list offers nothing over that protocol: a protected asset must never
+            // fall back to clear because one protocol was left unconfigured.
+            let Some(list) = list.clone() else { return Vec::new() };
             if list.is_empty() {
-                errors.push(format!("{}: must list at least one variant", field(f)));
+                errors.push(format!("{}: must list at least one variant (or leave the key out)", field(f)));
             }
             let mut out: Vec<Variant> = Vec::new();
             for v in &list {
@@ -330,8 +332,13 @@ fn build_drm(raw: &Raw, errors: &mut Vec<String>, previous: Option<&Drm>) -> Drm
             }
             out
         };
-        let dash = variants("dash", &p.dash);
-        let hls = variants("hls", &p.hls);
+        let mut dash = variants("dash", &p.dash);
+        let mut hls = variants("hls", &p.hls);
+        if p.dash.is_none() && p.hls.is_none() {
+            // A policy that names no variant at all is a clear policy.
+            dash = vec![Variant::Clear];
+            hls = vec![Variant::Clear];
+        }
         let mut key = |f: &str, n: &Option<String>| -> Option<KeySpec> {
             let n = n.as_ref()?;
             if n == "auto" {
@@ -420,6 +427,12 @@ fn build_drm(raw: &Raw, errors: &mut Vec<String>, previous: Option<&Drm>) -> Drm
                 KeyDelivery::None
             }
         };
+        if hls.contains(&Variant::Aes128) && key_delivery == KeyDelivery::None {
+            errors.push(format!(
+                "{}: aes128 needs key_delivery = \"open\" (players fetch the key from /.drm/key/{{kid}})",
+                field("key_delivery")
+            ));
+        }
         let policy = Policy {
             name: name.clone(),
             allow_clear: p.allow_clear.unwrap_or(false) || !dash.iter().chain(&hls).any(|v| *v != Variant::Clear),

@@ -80,7 +80,7 @@ fn decode_with(text: &str, alphabet: &[u8; 64]) -> Option<Vec<u8>> {
     let body = bytes.strip_suffix(b"==").or_else(|| bytes.strip_suffix(b"="));
     let body = match body {
         // Padding must complete the last quantum: body + padding is a multiple of 4.
-        Some(b) if bytes.len() % 4 == 0 && b.len() % 4 != 0 => b,
+        Some(b) if bytes.len().is_multiple_of(4) && !b.len().is_multiple_of(4) => b,
         Some(_) => return None,
         None => bytes,
     };

@@ -17,7 +17,7 @@ use crate::drm::{Drm, Policy, Variant};
 use crate::index::TrackKind;
 use crate::packaging::plan::{Asset, Rendition};
 use crate::packaging::protect::{self, StreamKey};
-use crate::packaging::{dash, fmp4, hls, mime, Protection};
+use crate::packaging::{dash, fmp4, hls, mime, HlsKeyFormat, Protection};
 use crate::storage::{fnv1a, AssetState, Store};
 
 /// Bumped whenever segment bytes change for the same input, so old ETags stop matching.
@@ -91,7 +91,15 @@ impl App {
             .max_capacity(64 << 20)
             .build();
         let encrypt_permits = Arc::new(Semaphore::new(settings.max_concurrent_encryptions.max(1)));
-        App { store, settings, drm: RwLock::new((drm, 1)), segments, manifests, encrypt_permits, metrics: Metrics::default() }
+        App {
+            store,
+            settings,
+            drm: RwLock::new((drm, 1)),
+            segments,
+            manifests,
+            encrypt_permits,
+            metrics: Metrics::default(),
+        }
     }
 
     /// The `/metrics` text (Prometheus exposition format 0.0.4).
@@ -113,13 +121,48 @@ impl App {
             x.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"));
         };
         line("origin_assets_ready", "Assets being served.", "gauge", ready.to_string());
-        line("origin_assets_broken", "Assets whose files are unusable.", "gauge", (lib.assets.len().saturating_sub(ready)).to_string());
-        line("origin_encrypted_cache_bytes", "Bytes held by the protected-segment cache.", "gauge", cache_bytes.to_string());
-        line("origin_encrypted_cache_capacity_bytes", "Byte budget of the protected-segment cache.", "gauge", self.settings.encrypted_cache_bytes.to_string());
-        line("origin_encrypted_cache_entries", "Entries in the protected-segment cache.", "gauge", cache_entries.to_string());
-        line("origin_encryptions_total", "Protected outputs built.", "counter", m.encryptions.load(Relaxed).to_string());
-        line("origin_encrypted_bytes_total", "Bytes of protected output built.", "counter", m.encrypted_bytes.load(Relaxed).to_string());
-        line("origin_response_body_bytes_total", "Bytes of response bodies sent.", "counter", m.body_bytes.load(Relaxed).to_string());
+        line(
+            "origin_assets_broken",
+            "Assets whose files are unusable.",
+            "gauge",
+            (lib.assets.len().saturating_sub(ready)).to_string(),
+        );
+        line(
+            "origin_encrypted_cache_bytes",
+            "Bytes held by the protected-segment cache.",
+            "gauge",
+            cache_bytes.to_string(),
+        );
+        line(
+            "origin_encrypted_cache_capacity_bytes",
+            "Byte budget of the protected-segment cache.",
+            "gauge",
+            self.settings.encrypted_cache_bytes.to_string(),
+        );
+        line(
+            "origin_encrypted_cache_entries",
+            "Entries in the protected-segment cache.",
+            "gauge",
+            cache_entries.to_string(),
+        );
+        line(
+            "origin_encryptions_total",
+            "Protected outputs built.",
+            "counter",
+            m.encryptions.load(Relaxed).to_string(),
+        );
+        line(
+            "origin_encrypted_bytes_total",
+            "Bytes of protected output built.",
+            "counter",
+            m.encrypted_bytes.load(Relaxed).to_string(),
+        );
+        line(
+            "origin_response_body_bytes_total",
+            "Bytes of response bodies sent.",
+            "counter",
+            m.body_bytes.load(Relaxed).to_string(),
+        );
         x.push_str("# HELP origin_responses_total Responses by status class.\n# TYPE origin_responses_total counter\n");
         for (i, c) in m.responses.iter().enumerate().skip(1) {
             x.push_str(&format!("origin_responses_total{{class=\"{i}xx\"}} {}\n", c.load(Relaxed)));
@@ -264,7 +307,14 @@ async fn respond<B>(app: &App, req: &Request<B>, fields: &mut LogFields) -> Resu
             Ok(finish(r, method))
         }
         _ => {
-            let resource = resource(app, &route, fields).await?;
+            let keyformat = match query_param(req.uri().query(), "keyformat") {
+                None => None,
+                Some(v) => Some(
+                    HlsKeyFormat::parse(&v)
+                        .ok_or(ServeError::Route(routes::RouteError::BadPath("unknown keyformat")))?,
+                ),
+            };
+            let resource = resource(app, &route, keyformat, fields).await?;
             Ok(send(req, resource))
         }
     }
@@ -309,6 +359,8 @@ fn protection(drm: &Drm, policy: &Policy, a: &Asset, variant: Variant) -> Result
         clear_lead: policy.clear_lead_segments,
         systems: policy.systems.clone(),
         license_urls: policy.license_urls.clone(),
+        raw_key_delivery: policy.key_delivery != crate::drm::KeyDelivery::None,
+        hls_keyformat: None,
     };
     let key_error = |e: crate::drm::store::StoreError| ServeError::Protect(format!("key: {e}"));
     match variant {
@@ -330,7 +382,12 @@ fn protection(drm: &Drm, policy: &Policy, a: &Asset, variant: Variant) -> Result
     Ok(prot)
 }
 
-async fn resource(app: &App, route: &Route, fields: &mut LogFields) -> Result<Resource, ServeError> {
+async fn resource(
+    app: &App,
+    route: &Route,
+    keyformat: Option<HlsKeyFormat>,
+    fields: &mut LogFields,
+) -> Result<Resource, ServeError> {
     let (drm, generation) = app.drm();
     let manifest = |a: &Asset, name: String, content_type: &'static str, build: &dyn Fn() -> String| {
         let key = (a.generation, name, generation);
@@ -376,8 +433,12 @@ async fn resource(app: &App, route: &Route, fields: &mut LogFields) -> Result<Re
             if !policy.offers_hls(variant) {
                 return Err(ServeError::VariantNotOffered);
             }
-            let prot = protection(&drm, &policy, &a, variant)?;
-            Ok(manifest(&a, format!("master/{variant}"), "application/vnd.apple.mpegurl", &|| hls::master(&a, &prot)))
+            let mut prot = protection(&drm, &policy, &a, variant)?;
+            prot.hls_keyformat = keyformat;
+            let kf = keyformat.map_or("", HlsKeyFormat::name);
+            Ok(manifest(&a, format!("master/{variant}/{kf}"), "application/vnd.apple.mpegurl", &|| {
+                hls::master(&a, &prot)
+            }))
         }
         Route::MediaPlaylist { asset: id, rendition: rid, variant } => {
             fields.asset = id.clone();
@@ -389,8 +450,10 @@ async fn resource(app: &App, route: &Route, fields: &mut LogFields) -> Result<Re
                 return Err(ServeError::VariantNotOffered);
             }
             let r = rendition(&a, rid)?;
-            let prot = protection(&drm, &policy, &a, *variant)?;
-            Ok(manifest(&a, format!("media/{rid}/{variant}"), "application/vnd.apple.mpegurl", &|| {
+            let mut prot = protection(&drm, &policy, &a, *variant)?;
+            prot.hls_keyformat = keyformat;
+            let kf = keyformat.map_or("", HlsKeyFormat::name);
+            Ok(manifest(&a, format!("media/{rid}/{variant}/{kf}"), "application/vnd.apple.mpegurl", &|| {
                 hls::media(id, r, &prot)
             }))
         }
@@ -510,7 +573,9 @@ where
     let counters = (&app.metrics.encryptions, &app.metrics.encrypted_bytes);
     let work = async move {
         let _permit = permits.acquire_owned().await.map_err(|_| ServeError::Protect("shutting down".into()))?;
-        let out = tokio::task::spawn_blocking(build).await.map_err(|e| ServeError::Protect(format!("encryption task: {e}")))?;
+        let out = tokio::task::spawn_blocking(build)
+            .await
+            .map_err(|e| ServeError::Protect(format!("encryption task: {e}")))?;
         if let Ok(b) = &out {
             counters.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             counters.1.fetch_add(b.len() as u64, std::sync::atomic::Ordering::Relaxed);
@@ -632,3 +697,10 @@ fn with_cors(mut r: Response<Chunks>) -> Response<Chunks> {
     r
 }
 
+/// The value of `name` in a query string (no percent-decoding: our values are plain words).
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == name).then(|| v.to_owned())
+    })
+}

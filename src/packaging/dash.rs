@@ -10,8 +10,6 @@ use crate::index::{time, TrackKind};
 
 /// DASH-IF ClearKey descriptor (`org.w3.clearkey`).
 const CLEARKEY_SCHEME: &str = "urn:uuid:e2719d58-a985-b3c9-781a-b030af78d30e";
-/// W3C common PSSH system.
-const COMMON_SCHEME: &str = "urn:uuid:1077efec-c0b2-4d02-ace3-3c1e52e2fb4b";
 
 /// Writes the MPD of `asset` in `variant` (clear, cenc or cbcs) under `policy`.
 pub fn mpd(asset: &Asset, prot: &Protection) -> String {
@@ -96,7 +94,7 @@ pub fn mpd(asset: &Asset, prot: &Protection) -> String {
 /// mp4protection first (scheme + default KID), then one descriptor per signalled DRM system
 /// with its `cenc:pssh` (spec-notes §6): ClearKey also with the license URL in the element forms
 /// shaka-player (`dashif:Laurl`, ns https://dashif.org/CPS) and dash.js (prefix `dashif`/
-/// `clearkey`) read; the W3C common descriptor carries the common pssh for any CDM.
+/// `clearkey`) read, and the W3C common pssh as init data.
 fn content_protection(x: &mut String, prot: &Protection, key: &crate::drm::ContentKey) {
     use crate::drm::System;
     let kid = &key.kid;
@@ -125,10 +123,8 @@ fn content_protection(x: &mut String, prot: &Protection, key: &crate::drm::Conte
             System::FairPlay => {} // not signalled in DASH (spec-notes §6)
         }
     }
-    let _ = writeln!(
-        x,
-        "      <ContentProtection schemeIdUri=\"{COMMON_SCHEME}\" value=\"cenc\" cenc:default_KID=\"{uuid}\">\n        <cenc:pssh>{common_b64}</cenc:pssh>\n      </ContentProtection>"
-    );
+    // The W3C common pssh rides in the ClearKey descriptor and in the init segment; a separate
+    // `1077efec` descriptor made dash.js pick it for ClearKey with a warning.
 }
 
 /// Standard padded base64 (MPD `cenc:pssh`, HLS data URIs).

@@ -4,10 +4,10 @@
 
 use std::fmt::Write;
 
-use super::Protection;
+use super::{HlsKeyFormat, Protection};
 use crate::crypto::KeyId;
 use crate::drm::pssh::Scheme;
-use crate::drm::{b64, playready, pssh, widevine, ContentKey, System, Variant};
+use crate::drm::{b64, playready, widevine, ContentKey, System, Variant};
 
 /// Widevine DASH scheme.
 pub const WIDEVINE_SCHEME: &str = "urn:uuid:edef8ba9-79d6-4ace-a3c8-27dcd51d21ed";
@@ -90,18 +90,29 @@ pub fn hls_keys(x: &mut String, tag: &str, prot: &Protection, key: &ContentKey) 
     for s in &prot.systems {
         match s {
             System::ClearKey => {
-                // shaka-player: `identity` with the raw key at a URI; hls.js: `org.w3.clearkey`
-                // with the key id (license URL from the player's configuration).
-                let uri =
-                    prot.license_urls.get(&System::ClearKey).map_or_else(|| key_uri(&key.kid), |_| key_uri(&key.kid));
-                let _ =
-                    writeln!(x, "#{tag}:METHOD={method},URI=\"{uri}\",KEYFORMAT=\"identity\",KEYFORMATVERSIONS=\"1\"");
-                let _ = writeln!(
-                    x,
-                    "#{tag}:METHOD={method},URI=\"data:text/plain;base64,{}\",KEYID=0x{kid_hex},KEYFORMAT=\"org.w3.clearkey\",KEYFORMATVERSIONS=\"1\"",
-                    b64::encode(&pssh::common(&[key.kid]))
-                );
+                // shaka-player: `identity` with the raw key at our key URI. hls.js: the
+                // `org.w3.clearkey` line, whose data URI must hold just the 16 KID bytes (hls.js
+                // takes the first 16 bytes of it as the key id, over KEYID); the license URL
+                // comes from the player's configuration. For SAMPLE-AES hls.js picks `identity`
+                // first when both are present, so `?keyformat=clearkey` selects one.
+                if prot.raw_key_delivery && prot.wants(HlsKeyFormat::Identity) {
+                    let _ = writeln!(
+                        x,
+                        "#{tag}:METHOD={method},URI=\"{}\",KEYFORMAT=\"identity\",KEYFORMATVERSIONS=\"1\"",
+                        key_uri(&key.kid)
+                    );
+                }
+                if prot.wants(HlsKeyFormat::ClearKey) {
+                    let _ = writeln!(
+                        x,
+                        "#{tag}:METHOD={method},URI=\"data:text/plain;base64,{}\",KEYID=0x{kid_hex},KEYFORMAT=\"org.w3.clearkey\",KEYFORMATVERSIONS=\"1\"",
+                        b64::encode(&key.kid.0)
+                    );
+                }
             }
+            System::Widevine if !prot.wants(HlsKeyFormat::Widevine) => {}
+            System::PlayReady if !prot.wants(HlsKeyFormat::PlayReady) => {}
+            System::FairPlay if !prot.wants(HlsKeyFormat::FairPlay) => {}
             System::Widevine => {
                 let _ = writeln!(
                     x,

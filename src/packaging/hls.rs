@@ -14,7 +14,11 @@ use super::drm_signalling::key_uri;
 /// The multivariant playlist of `asset` in `variant`.
 pub fn master(asset: &Asset, prot: &Protection) -> String {
     let variant = prot.variant;
-    let playlist = naming::media_playlist(variant);
+    // A key-format choice travels into the media playlist URIs.
+    let playlist = match prot.hls_keyformat {
+        Some(f) => format!("{}?keyformat={}", naming::media_playlist(variant), f.name()),
+        None => naming::media_playlist(variant),
+    };
     let mut x = String::from("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n");
     // Session keys let players (FairPlay, Widevine) start license acquisition before the first
     // media playlist: one set of lines per distinct key.

@@ -105,6 +105,51 @@ pub struct Protection {
     pub systems: Vec<crate::drm::System>,
     /// License / key URL per system.
     pub license_urls: std::collections::BTreeMap<crate::drm::System, String>,
+    /// Whether `/.drm/key/{kid}` hands out keys for this policy (else no `identity` key lines).
+    pub raw_key_delivery: bool,
+    /// HLS only: emit just this key format (players disagree: for SAMPLE-AES hls.js takes an
+    /// `identity` key before any other, while shaka-player needs it; `?keyformat=` chooses).
+    pub hls_keyformat: Option<HlsKeyFormat>,
+}
+
+/// HLS `KEYFORMAT` families a client can ask for with `?keyformat=`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HlsKeyFormat {
+    /// `identity`: raw key at our key URI.
+    Identity,
+    /// `org.w3.clearkey`.
+    ClearKey,
+    /// Widevine `urn:uuid:edef8ba9-…`.
+    Widevine,
+    /// `com.microsoft.playready`.
+    PlayReady,
+    /// `com.apple.streamingkeydelivery`.
+    FairPlay,
+}
+
+impl HlsKeyFormat {
+    /// Parses the query value.
+    pub fn parse(s: &str) -> Option<HlsKeyFormat> {
+        match s {
+            "identity" => Some(HlsKeyFormat::Identity),
+            "clearkey" => Some(HlsKeyFormat::ClearKey),
+            "widevine" => Some(HlsKeyFormat::Widevine),
+            "playready" => Some(HlsKeyFormat::PlayReady),
+            "fairplay" => Some(HlsKeyFormat::FairPlay),
+            _ => None,
+        }
+    }
+
+    /// The query value.
+    pub fn name(self) -> &'static str {
+        match self {
+            HlsKeyFormat::Identity => "identity",
+            HlsKeyFormat::ClearKey => "clearkey",
+            HlsKeyFormat::Widevine => "widevine",
+            HlsKeyFormat::PlayReady => "playready",
+            HlsKeyFormat::FairPlay => "fairplay",
+        }
+    }
 }
 
 impl Protection {
@@ -117,7 +162,14 @@ impl Protection {
             clear_lead: 0,
             systems: Vec::new(),
             license_urls: Default::default(),
+            raw_key_delivery: false,
+            hls_keyformat: None,
         }
+    }
+
+    /// Whether HLS key lines of `f` are wanted.
+    pub fn wants(&self, f: HlsKeyFormat) -> bool {
+        self.hls_keyformat.is_none_or(|w| w == f)
     }
 
     /// CENC key of a rendition, when this is a cenc/cbcs variant.

@@ -81,7 +81,7 @@ for (const asset of ['multi', 'progressive']) {
     CASES.push({ name: `dash-${v}-shaka-${asset}`, player: 'shaka', asset, manifest, variant: v, keys: 'direct' });
     CASES.push({ name: `dash-${v}-dashjs-${asset}`, player: 'dashjs', asset, manifest, variant: v, keys: 'direct' });
   }
-  CASES.push({ name: `hls-cbcs-hlsjs-${asset}`, player: 'hlsjs', asset, manifest: 'master.cbcs.m3u8', variant: 'cbcs', keys: 'license' });
+  CASES.push({ name: `hls-cbcs-hlsjs-${asset}`, player: 'hlsjs', asset, manifest: 'master.cbcs.m3u8?keyformat=clearkey', variant: 'cbcs', keys: 'license' });
   CASES.push({ name: `hls-cbcs-shaka-${asset}`, player: 'shaka', asset, manifest: 'master.cbcs.m3u8', variant: 'cbcs', keys: 'origin' });
   CASES.push({ name: `hls-aes128-hlsjs-${asset}`, player: 'hlsjs', asset, manifest: 'master.aes128.m3u8', variant: 'aes128', keys: 'origin' });
   CASES.push({ name: `hls-aes128-shaka-${asset}`, player: 'shaka', asset, manifest: 'master.aes128.m3u8', variant: 'aes128', keys: 'origin' });
