@@ -66,9 +66,7 @@ fn bench_segment(c: &mut Criterion) {
     let mut g = c.benchmark_group("manifest");
     g.bench_function("mpd_multi", |b| b.iter(|| dash::mpd(black_box(&asset), &clear)));
     g.bench_function("hls_master_multi", |b| b.iter(|| hls::master(black_box(&asset), &clear)));
-    g.bench_function("hls_media_multi", |b| {
-        b.iter(|| hls::media("multi", black_box(&asset.renditions[0]), &clear))
-    });
+    g.bench_function("hls_media_multi", |b| b.iter(|| hls::media("multi", black_box(&asset.renditions[0]), &clear)));
     g.finish();
 }
 

@@ -58,8 +58,11 @@ class Origin:
                 self.base_url = line.split(" on ", 1)[1].strip()
                 break
         if self.base_url is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            log = self.log()
             self.stop()
-            raise RuntimeError("server did not start:\n" + self.log())
+            raise RuntimeError("server did not start:\n" + log)
         # keep draining stdout so the child never blocks on a full pipe
         threading.Thread(target=self.proc.stdout.read, daemon=True).start()
 

@@ -46,6 +46,8 @@ TRACKS = {"video": du.PROG_VIDEO, "audio": du.PROG_AUDIO}
 CONFIG = (du.STORAGE + du.key_table("vid", *VID) + du.key_table("aud", *AUD) +
           '[policies.multi]\ndash = ["cenc", "cbcs"]\nhls = ["cbcs", "cenc"]\n'
           'drm_systems = ["clearkey", "widevine", "playready", "fairplay"]\n'
+          # the `identity` key format (shaka-player's ClearKey path) exists only with delivery
+          'key_delivery = "open"\n'
           'keys = { video = "vid", audio = "aud" }\n'
           '[policies.multi.license_urls]\n' + "".join(f'{k} = "{v}"\n' for k, v in URLS.items()) +
           f'[[assets]]\nmatch = "{ASSET}"\npolicy = "multi"\n')
