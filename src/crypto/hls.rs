@@ -2,28 +2,31 @@
 //! §5.2; spec-notes §8). Every byte of the segment is encrypted, the chain starts from the
 //! segment's IV, and the padding adds 1–16 bytes (a block-aligned segment gets a full pad block).
 
-use aes::cipher::array::Array;
-use aes::cipher::consts::U16;
-use aes::cipher::{BlockModeEncrypt, InnerIvInit, KeyInit};
+use aes::cipher::KeyInit;
 use aes::Aes128Enc;
 
+use super::cbcs::{encrypt_range, Pattern};
 use super::Key;
 
 /// Encrypts a whole segment; the output is 1–16 bytes longer than the input.
 pub fn encrypt_segment(key: &Key, iv: &[u8; 16], segment: &[u8]) -> Vec<u8> {
-    // PKCS#7: `pad` bytes of value `pad`, 1 ≤ pad ≤ 16. Padded by hand into the one output
-    // buffer (the crate's `encrypt_padded_vec` needs the `alloc` feature and returns through an
-    // `expect`), then encrypted in place.
+    let mut out = Vec::with_capacity(segment.len().saturating_add(16));
+    out.extend_from_slice(segment);
+    encrypt_segment_in_place(key, iv, &mut out);
+    out
+}
+
+/// [`encrypt_segment`] on a buffer the caller already owns: pads and encrypts `segment` in place
+/// (it grows by 1–16 bytes), saving the copy into a new vector. Reserve 16 bytes of spare
+/// capacity beforehand to avoid a reallocation for the padding.
+pub fn encrypt_segment_in_place(key: &Key, iv: &[u8; 16], segment: &mut Vec<u8>) {
+    // PKCS#7: `pad` bytes of value `pad`, 1 ≤ pad ≤ 16. Padded by hand (the crate's
+    // `encrypt_padded_vec` needs cipher's `alloc` feature and returns through an `expect`).
     let pad = 16 - segment.len() % 16;
     let pad_byte = u8::try_from(pad).unwrap_or(16); // 1..=16 always fits
-    let mut out = Vec::with_capacity(segment.len().saturating_add(pad));
-    out.extend_from_slice(segment);
-    out.extend(std::iter::repeat_n(pad_byte, pad));
-    // The padded length is a multiple of 16, so the remainder is empty.
-    let (blocks, _empty) = Array::<u8, U16>::slice_as_chunks_mut(&mut out);
-    let cipher = Aes128Enc::new(key.bytes().into());
-    cbc::Encryptor::<Aes128Enc>::inner_iv_init(cipher, &Array::from(*iv)).encrypt_blocks(blocks);
-    out
+    segment.extend(std::iter::repeat_n(pad_byte, pad));
+    // The padded length is a multiple of 16, so every byte is in a full block.
+    encrypt_range(&Aes128Enc::new(key.bytes().into()), iv, segment, Pattern::ALL);
 }
 
 #[cfg(test)]
@@ -85,5 +88,14 @@ mod tests {
         }
         assert_eq!(raw[..32], plain[..]);
         assert_eq!(raw[32..], [0x10u8; 16]);
+    }
+
+    #[test]
+    fn in_place_matches_the_copying_form() {
+        let plain: Vec<u8> = (0..5000).map(|i| (i * 7) as u8).collect();
+        let mut buf = plain.clone();
+        encrypt_segment_in_place(&key(), &msn_iv(3), &mut buf);
+        assert_eq!(buf, encrypt_segment(&key(), &msn_iv(3), &plain));
+        assert_eq!(decrypt(&msn_iv(3), &buf), plain);
     }
 }
