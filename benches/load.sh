@@ -27,9 +27,11 @@ done
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/drm-origin-bench.XXXXXX")
 ORIGIN_PID=""
 NGINX_PID=""
+ORIGIN2_PID=""
 cleanup() {
     set +e
     if [ -n "$ORIGIN_PID" ]; then kill "$ORIGIN_PID" 2>/dev/null; wait "$ORIGIN_PID" 2>/dev/null; fi
+    if [ -n "$ORIGIN2_PID" ]; then kill "$ORIGIN2_PID" 2>/dev/null; wait "$ORIGIN2_PID" 2>/dev/null; fi
     if [ -n "$NGINX_PID" ]; then kill -QUIT "$NGINX_PID" 2>/dev/null; wait "$NGINX_PID" 2>/dev/null; fi
     rm -rf "$WORK"
 }
@@ -40,18 +42,54 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# ---------------------------------------------------------------- origin
-RUST_LOG=${RUST_LOG:-warn} "$BIN" serve --assets "$ROOT/assets" --listen 127.0.0.1:0 \
-    >"$WORK/origin.out" 2>"$WORK/origin.log" &
-ORIGIN_PID=$!
-ORIGIN=""
-for _ in $(seq 300); do
-    ORIGIN=$(sed -n 's/^drm-origin listening on \(http:\/\/[0-9.:]*\).*/\1/p' "$WORK/origin.out" | head -n1)
-    [ -n "$ORIGIN" ] && break
-    kill -0 "$ORIGIN_PID" 2>/dev/null || { cat "$WORK/origin.log" >&2; die "origin exited"; }
-    sleep 0.1
-done
-[ -n "$ORIGIN" ] || { cat "$WORK/origin.log" >&2; die "origin did not print its address"; }
+# ---------------------------------------------------------------- origins
+# Both serve every asset clear and protected (cenc and cbcs for DASH, cbcs and AES-128 for HLS)
+# with fixed test keys; the second has the protected-segment cache off, so its encrypted rows
+# measure encryption on every request.
+drm_config() {
+    cat <<CONF
+[cache]
+encrypted_segments_mb = $1
+[keys.v]
+kid = "8ba94ade-6eb9-449d-b44f-a5beefaf43b0"
+key = "2b7e151628aed2a6abf7158809cf4f3c"
+[keys.e]
+kid = "aaaabbbb-cccc-dddd-eeee-ffff00001111"
+key = "0f0e0d0c0b0a09080706050403020100"
+[policies.bench]
+dash = ["clear", "cenc", "cbcs"]
+hls = ["clear", "cbcs", "aes128"]
+allow_clear = true
+key_delivery = "open"
+keys = { video = "v", envelope = "e" }
+[[assets]]
+match = "**"
+policy = "bench"
+CONF
+}
+drm_config 256 >"$WORK/cache-on.toml"
+drm_config 0 >"$WORK/cache-off.toml"
+
+# start_origin CONFIG NAME -> sets STARTED_PID and STARTED_URL
+start_origin() {
+    RUST_LOG=${RUST_LOG:-warn} "$BIN" serve --assets "$ROOT/assets" --listen 127.0.0.1:0 --config "$1" \
+        >"$WORK/$2.out" 2>"$WORK/$2.log" &
+    STARTED_PID=$!
+    STARTED_URL=""
+    for _ in $(seq 300); do
+        STARTED_URL=$(sed -n 's/^drm-origin listening on \(http:\/\/[0-9.:]*\).*/\1/p' "$WORK/$2.out" | head -n1)
+        [ -n "$STARTED_URL" ] && break
+        kill -0 "$STARTED_PID" 2>/dev/null || { cat "$WORK/$2.log" >&2; die "origin $2 exited"; }
+        sleep 0.1
+    done
+    [ -n "$STARTED_URL" ] || { cat "$WORK/$2.log" >&2; die "origin $2 did not print its address"; }
+}
+start_origin "$WORK/cache-on.toml" origin
+ORIGIN_PID=$STARTED_PID
+ORIGIN=$STARTED_URL
+start_origin "$WORK/cache-off.toml" origin2
+ORIGIN2_PID=$STARTED_PID
+ORIGIN2=$STARTED_URL
 
 # wait until the asset is indexed (stable_after may delay the first scan)
 for _ in $(seq 300); do
@@ -71,10 +109,13 @@ print(best.media[min(1, len(best.media) - 1)])
 ' "$ASSET") || die "could not pick a segment from $ORIGIN/$ASSET/manifest.mpd"
 MPD="/$ASSET/manifest.mpd"
 MASTER="/$ASSET/master.m3u8"
+SEG_CENC="${SEGMENT%.m4s}.cenc.m4s"
+SEG_CBCS="${SEGMENT%.m4s}.cbcs.m4s"
+SEG_AES="${SEGMENT%.m4s}.aes128.m4s"
 
 # ---------------------------------------------------------------- nginx on the same bytes
 WWW="$WORK/www"
-for p in "$SEGMENT" "$MPD" "$MASTER"; do
+for p in "$SEGMENT" "$MPD" "$MASTER" "$SEG_CENC" "$SEG_CBCS" "$SEG_AES"; do
     mkdir -p "$WWW$(dirname "$p")"
     curl -fsS -o "$WWW$p" "$ORIGIN$p" || die "GET $ORIGIN$p failed"
 done
@@ -93,10 +134,13 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 
-for p in "$SEGMENT" "$MPD" "$MASTER"; do
+for p in "$SEGMENT" "$MPD" "$MASTER" "$SEG_CENC" "$SEG_CBCS" "$SEG_AES"; do
     curl -fsS -o "$WORK/a" "$ORIGIN$p"
     curl -fsS -o "$WORK/b" "$NGINX$p" || die "nginx does not serve $p"
     cmp -s "$WORK/a" "$WORK/b" || die "nginx and origin bytes differ for $p"
+    # deterministic encryption: the cache-off origin produces the very same bytes
+    curl -fsS -o "$WORK/c" "$ORIGIN2$p"
+    cmp -s "$WORK/a" "$WORK/c" || die "cache-on and cache-off origins differ for $p"
 done
 
 # ---------------------------------------------------------------- wrk
@@ -120,27 +164,41 @@ run_wrk() {
 size_of() { wc -c <"$WWW$1" | tr -d ' '; }
 
 echo "drm-origin $ORIGIN vs nginx $NGINX: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, $(nproc) cores"
-echo "segment: $SEGMENT ($(size_of "$SEGMENT") bytes); mpd: $(size_of "$MPD") bytes; master: $(size_of "$MASTER") bytes"
+echo "segment: $SEGMENT ($(size_of "$SEGMENT") bytes; cenc $(size_of "$SEG_CENC"), cbcs $(size_of "$SEG_CBCS"), aes128 $(size_of "$SEG_AES")); mpd: $(size_of "$MPD") bytes; master: $(size_of "$MASTER") bytes"
 echo
-printf "%-8s %12s %12s %7s %12s %12s\n" target "origin req/s" "nginx req/s" ratio "origin MB/s" "nginx MB/s"
+printf "%-16s %12s %12s %7s %12s %12s\n" target "origin req/s" "nginx req/s" ratio "origin MB/s" "nginx MB/s"
 WARN=""
-for target in segment mpd master; do
+declare -A NGINX_RPS NGINX_MBS
+for target in segment mpd master cenc cenc-nocache cbcs cbcs-nocache aes128 aes128-nocache; do
+    base=$ORIGIN
     case $target in
         segment) p=$SEGMENT ;;
         mpd) p=$MPD ;;
         master) p=$MASTER ;;
+        cenc*) p=$SEG_CENC ;;
+        cbcs*) p=$SEG_CBCS ;;
+        aes128*) p=$SEG_AES ;;
     esac
-    read -r o_rps o_mbs o_bad o_err < <(run_wrk "$ORIGIN$p")
-    read -r n_rps n_mbs n_bad n_err < <(run_wrk "$NGINX$p")
+    case $target in *-nocache) base=$ORIGIN2 ;; esac
+    read -r o_rps o_mbs o_bad o_err < <(run_wrk "$base$p")
+    # nginx serves identical bytes for the cached and uncached rows: measure it once per path
+    if [ -z "${NGINX_RPS[$p]:-}" ]; then
+        read -r n_rps n_mbs n_bad n_err < <(run_wrk "$NGINX$p")
+        NGINX_RPS[$p]=$n_rps
+        NGINX_MBS[$p]=$n_mbs
+        [ "$n_bad" = 0 ] || WARN="$WARN\n  nginx $target: $n_bad non-2xx responses"
+        [ "$n_err" = - ] || WARN="$WARN\n  nginx $target: socket errors $n_err"
+    fi
+    n_rps=${NGINX_RPS[$p]}
+    n_mbs=${NGINX_MBS[$p]}
     ratio=$(awk -v a="$o_rps" -v b="$n_rps" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
-    printf "%-8s %12s %12s %7s %12s %12s\n" "$target" "$o_rps" "$n_rps" "$ratio" "$o_mbs" "$n_mbs"
+    printf "%-16s %12s %12s %7s %12s %12s\n" "$target" "$o_rps" "$n_rps" "$ratio" "$o_mbs" "$n_mbs"
     [ "$o_bad" = 0 ] || WARN="$WARN\n  origin $target: $o_bad non-2xx responses"
-    [ "$n_bad" = 0 ] || WARN="$WARN\n  nginx $target: $n_bad non-2xx responses"
     [ "$o_err" = - ] || WARN="$WARN\n  origin $target: socket errors $o_err"
-    [ "$n_err" = - ] || WARN="$WARN\n  nginx $target: socket errors $n_err"
 done
 echo "(MB/s = 2^20 bytes/s of response incl. headers, from wrk's Transfer/sec)"
 if [ -n "$WARN" ]; then
     echo -e "warnings:$WARN"
 fi
 kill -0 "$ORIGIN_PID" 2>/dev/null || { tail -n 50 "$WORK/origin.log" >&2; die "origin died during the run"; }
+kill -0 "$ORIGIN2_PID" 2>/dev/null || { tail -n 50 "$WORK/origin2.log" >&2; die "origin (cache off) died during the run"; }

@@ -37,6 +37,37 @@ struct Raw {
     assets: Vec<RawAssetRule>,
     #[serde(default)]
     keystore: RawKeyStore,
+    #[serde(default)]
+    auth: RawAuth,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    hmac_secret: Option<String>,
+    hmac_algorithms: Option<Vec<String>>,
+    #[serde(default)]
+    public_keys: Vec<PathBuf>,
+    issuer: Option<String>,
+    audience: Option<String>,
+    leeway_secs: Option<u64>,
+    #[serde(default)]
+    required_claims: BTreeMap<String, String>,
+    kid_claim: Option<String>,
+    asset_claim: Option<String>,
+    tier_claim: Option<String>,
+    #[serde(default)]
+    tiers: BTreeMap<String, Vec<String>>,
+    carry_token: Option<bool>,
+}
+
+impl std::fmt::Debug for RawAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawAuth")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Default, Deserialize)]
@@ -81,6 +112,7 @@ struct RawPolicy {
     allow_clear: Option<bool>,
     key_delivery: Option<String>,
     key_group: Option<String>,
+    persistent_licenses: Option<bool>,
     drm_systems: Option<Vec<String>>,
     #[serde(default)]
     license_urls: BTreeMap<String, String>,
@@ -288,6 +320,8 @@ fn build_drm(raw: &Raw, errors: &mut Vec<String>, previous: Option<&Drm>) -> Drm
     let mut drm = Drm::default();
     let mut store_needed = false;
     let wants_store = &mut store_needed;
+    let mut auth_needed = false;
+    let wants_auth = &mut auth_needed;
     let mut by_name: BTreeMap<&str, Arc<ContentKey>> = BTreeMap::new();
     for (name, k) in &raw.keys {
         let kid = KeyId::parse(&k.kid);
@@ -422,14 +456,15 @@ fn build_drm(raw: &Raw, errors: &mut Vec<String>, previous: Option<&Drm>) -> Drm
         let key_delivery = match p.key_delivery.as_deref() {
             None | Some("none") => KeyDelivery::None,
             Some("open") => KeyDelivery::Open,
+            Some("token") => KeyDelivery::Token,
             Some(other) => {
-                errors.push(format!("{}: '{other}' is not one of none, open", field("key_delivery")));
+                errors.push(format!("{}: '{other}' is not one of none, open, token", field("key_delivery")));
                 KeyDelivery::None
             }
         };
         if hls.contains(&Variant::Aes128) && key_delivery == KeyDelivery::None {
             errors.push(format!(
-                "{}: aes128 needs key_delivery = \"open\" (players fetch the key from /.drm/key/{{kid}})",
+                "{}: aes128 needs key_delivery = \"open\" or \"token\" (players fetch the key from /.drm/key/{{kid}})",
                 field("key_delivery")
             ));
         }
@@ -444,7 +479,11 @@ fn build_drm(raw: &Raw, errors: &mut Vec<String>, previous: Option<&Drm>) -> Drm
             key_scope,
             systems,
             license_urls,
+            persistent_licenses: p.persistent_licenses.unwrap_or(false),
         };
+        if policy.key_delivery == KeyDelivery::Token {
+            *wants_auth = true;
+        }
         policies.insert(name, Arc::new(policy));
     }
     for (i, rule) in raw.assets.iter().enumerate() {
@@ -463,6 +502,7 @@ fn build_drm(raw: &Raw, errors: &mut Vec<String>, previous: Option<&Drm>) -> Drm
             drm.rules.push((pat, pol));
         }
     }
+    build_auth(&raw.auth, auth_needed, &policies, &mut drm, errors);
     if store_needed || raw.keystore.seed.is_some() || raw.keystore.path.is_some() {
         let mode = match &raw.keystore.seed {
             Some(b64) => match crate::drm::b64::decode(b64.trim()) {
@@ -488,6 +528,77 @@ fn build_drm(raw: &Raw, errors: &mut Vec<String>, previous: Option<&Drm>) -> Drm
         }
     }
     drm
+}
+
+/// `[auth]`: verification keys and token rules. Required when a policy delivers keys by token.
+fn build_auth(
+    a: &RawAuth,
+    needed: bool,
+    policies: &BTreeMap<&str, Arc<Policy>>,
+    drm: &mut Drm,
+    errors: &mut Vec<String>,
+) {
+    use crate::license::token::{hmac_key, keys_from_pem};
+    use crate::license::{TokenConfig, Verifier};
+    use jsonwebtoken::Algorithm;
+    drm.carry_token = a.carry_token.unwrap_or(true);
+    let mut keys = Vec::new();
+    if let Some(secret) = &a.hmac_secret {
+        match crate::drm::b64::decode(secret.trim()).filter(|s| s.len() >= 32) {
+            Some(bytes) => {
+                let mut algs = Vec::new();
+                for name in a.hmac_algorithms.clone().unwrap_or_else(|| vec!["HS256".to_owned()]) {
+                    match name.as_str() {
+                        "HS256" => algs.push(Algorithm::HS256),
+                        "HS384" => algs.push(Algorithm::HS384),
+                        "HS512" => algs.push(Algorithm::HS512),
+                        other => errors.push(format!("auth.hmac_algorithms: '{other}' is not HS256, HS384 or HS512")),
+                    }
+                }
+                keys.push(hmac_key(&bytes, algs));
+                drm.hmac_secret = Some(crate::drm::Secret(bytes));
+            }
+            None => errors.push("auth.hmac_secret: must be base64 of at least 32 bytes (value not shown)".to_owned()),
+        }
+    }
+    for (i, path) in a.public_keys.iter().enumerate() {
+        match std::fs::read(path) {
+            Ok(pem) => match keys_from_pem(&pem, None) {
+                Ok(k) => keys.push(k),
+                Err(e) => errors.push(format!("auth.public_keys[{i}]: {}: {e}", path.display())),
+            },
+            Err(e) => errors.push(format!("auth.public_keys[{i}]: cannot read {}: {e}", path.display())),
+        }
+    }
+    for (tier, list) in &a.tiers {
+        for p in list {
+            if !policies.contains_key(p.as_str()) {
+                errors.push(format!("auth.tiers.{tier}: no policy named '{p}'"));
+            }
+        }
+    }
+    if a.tier_claim.is_some() && a.tiers.is_empty() {
+        errors.push("auth.tiers: tier_claim is set but no tier unlocks any policy".to_owned());
+    }
+    if needed && keys.is_empty() {
+        errors.push(
+            "auth: a policy has key_delivery = \"token\" but no hmac_secret or public_keys is configured".to_owned(),
+        );
+    }
+    if keys.is_empty() {
+        return;
+    }
+    let config = TokenConfig {
+        issuer: a.issuer.clone(),
+        audience: a.audience.clone(),
+        leeway_secs: a.leeway_secs.unwrap_or(30).min(600),
+        required_claims: a.required_claims.clone(),
+        kid_claim: a.kid_claim.clone(),
+        asset_claim: a.asset_claim.clone(),
+        tier_claim: a.tier_claim.clone(),
+        tiers: a.tiers.clone(),
+    };
+    drm.verifier = Some(Arc::new(Verifier { keys, config }));
 }
 
 /// Prefixes an error (`field.path: reason`) with the line of the table or key it names.

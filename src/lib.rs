@@ -14,6 +14,7 @@ pub mod crypto;
 pub mod drm;
 pub mod http;
 pub mod index;
+pub mod license;
 pub mod mp4;
 pub mod packaging;
 pub mod storage;

@@ -32,6 +32,32 @@ enum Command {
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
     },
+    /// Mint a development token signed with the configured [auth] hmac_secret (HS256), with the
+    /// configured issuer and audience. For demos and tests only: production tokens come from
+    /// your identity provider.
+    Token {
+        /// Subject (`sub`).
+        #[arg(long, default_value = "dev")]
+        sub: String,
+        /// Values of the `groups` claim (repeatable or comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        groups: Vec<String>,
+        /// Lifetime: seconds, or with a unit (90s, 15m, 1h, 2d). Negative values mint expired tokens.
+        #[arg(long, default_value = "1h", allow_hyphen_values = true)]
+        ttl: String,
+        /// Bind the token to these key ids (the [auth] kid_claim, default claim name `kids`).
+        #[arg(long, value_delimiter = ',')]
+        kid: Vec<String>,
+        /// Bind the token to these asset ids (the [auth] asset_claim, default `assets`).
+        #[arg(long, value_delimiter = ',')]
+        asset: Vec<String>,
+        /// Tier value(s) (the [auth] tier_claim, default `tier`).
+        #[arg(long, value_delimiter = ',')]
+        tier: Vec<String>,
+        /// TOML configuration file. Default: ./config/drm-origin.toml when it exists.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// Inspect content keys.
     Keys {
         #[command(subcommand)]
@@ -104,6 +130,9 @@ fn main() -> std::process::ExitCode {
             keys_export(&asset, assets, config, output)
         }
         Command::Keys { command: KeysCommand::Import { file, asset, config } } => keys_import(&file, &asset, config),
+        Command::Token { sub, groups, ttl, kid, asset, tier, config } => {
+            mint_token(&sub, &groups, &ttl, &kid, &asset, &tier, config)
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -260,6 +289,66 @@ fn keys_import(file: &std::path::Path, asset: &str, config: Option<PathBuf>) -> 
     }
     print_lines(&lines);
     Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn mint_token(
+    sub: &str,
+    groups: &[String],
+    ttl: &str,
+    kids: &[String],
+    assets: &[String],
+    tiers: &[String],
+    config: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let cfg = Config::load(config_path(config).as_deref(), Overrides::default())?;
+    let secret =
+        cfg.drm.hmac_secret.clone().ok_or_else(|| anyhow::anyhow!("no [auth] hmac_secret in the configuration"))?;
+    let ttl_secs = parse_ttl(ttl).ok_or_else(|| anyhow::anyhow!("--ttl {ttl}: expected seconds or 90s/15m/1h/2d"))?;
+    let now = i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs())?;
+    let mut claims = serde_json::Map::new();
+    claims.insert("sub".into(), sub.into());
+    claims.insert("iat".into(), now.into());
+    claims.insert("exp".into(), now.saturating_add(ttl_secs).into());
+    let verifier = cfg.drm.verifier.clone();
+    let rules = verifier.as_ref().map(|v| v.config.clone()).unwrap_or_default();
+    if let Some(iss) = &rules.issuer {
+        claims.insert("iss".into(), iss.clone().into());
+    }
+    if let Some(aud) = &rules.audience {
+        claims.insert("aud".into(), aud.clone().into());
+    }
+    if !groups.is_empty() {
+        claims.insert("groups".into(), groups.to_vec().into());
+    }
+    if !kids.is_empty() {
+        claims.insert(rules.kid_claim.clone().unwrap_or_else(|| "kids".into()), kids.to_vec().into());
+    }
+    if !assets.is_empty() {
+        claims.insert(rules.asset_claim.clone().unwrap_or_else(|| "assets".into()), assets.to_vec().into());
+    }
+    if !tiers.is_empty() {
+        claims.insert(rules.tier_claim.clone().unwrap_or_else(|| "tier".into()), tiers.to_vec().into());
+    }
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(&secret.0),
+    )?;
+    print_lines(&[token]);
+    Ok(())
+}
+
+/// `3600`, `90s`, `15m`, `1h`, `2d` (and negatives, for expired test tokens) → seconds.
+fn parse_ttl(s: &str) -> Option<i64> {
+    let (num, mult) = match s.chars().last()? {
+        's' => (&s[..s.len() - 1], 1),
+        'm' => (&s[..s.len() - 1], 60),
+        'h' => (&s[..s.len() - 1], 3600),
+        'd' => (&s[..s.len() - 1], 86400),
+        _ => (s, 1),
+    };
+    num.parse::<i64>().ok()?.checked_mul(mult)
 }
 
 /// Prints to stdout; a closed pipe (`| head`) ends the output quietly instead of panicking.

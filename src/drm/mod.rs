@@ -99,6 +99,8 @@ pub enum KeyDelivery {
     None,
     /// To anyone (development, or behind an authenticating proxy).
     Open,
+    /// To holders of a valid token that entitles to the key's policy (`[auth]`).
+    Token,
 }
 
 /// Where a policy's key for one class comes from.
@@ -186,6 +188,8 @@ pub struct Policy {
     pub systems: Vec<System>,
     /// License / key acquisition URL per system (absent: our own endpoint, where we have one).
     pub license_urls: BTreeMap<System, String>,
+    /// Whether `persistent-license` ClearKey sessions are honoured.
+    pub persistent_licenses: bool,
 }
 
 impl Policy {
@@ -202,6 +206,7 @@ impl Policy {
             key_scope: KeyScope::Asset,
             systems: Vec::new(),
             license_urls: BTreeMap::new(),
+            persistent_licenses: false,
         }
     }
 
@@ -259,11 +264,44 @@ pub struct Drm {
     pub rules: Vec<(pattern::Pattern, Arc<Policy>)>,
     /// Applied when no rule matches.
     pub default_policy: Arc<Policy>,
+    /// Token verification for `key_delivery = "token"` policies.
+    pub verifier: Option<Arc<crate::license::Verifier>>,
+    /// Carry a playlist request's `?token=` into the key and child playlist URIs it writes.
+    pub carry_token: bool,
+    /// HMAC secret for the development token command (never logged).
+    pub hmac_secret: Option<Secret>,
+}
+
+/// Secret bytes with a redacted Debug.
+#[derive(Clone)]
+pub struct Secret(pub Vec<u8>);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// A policy (and the asset or group it protects) that uses a key.
+#[derive(Debug, Clone)]
+pub struct Owner {
+    /// The policy.
+    pub policy: Arc<Policy>,
+    /// Asset id, or `group:{name}`, or the rule's pattern for named keys.
+    pub scope: String,
 }
 
 impl Default for Drm {
     fn default() -> Self {
-        Drm { keys: BTreeMap::new(), store: None, rules: Vec::new(), default_policy: Arc::new(Policy::clear()) }
+        Drm {
+            keys: BTreeMap::new(),
+            store: None,
+            verifier: None,
+            carry_token: true,
+            hmac_secret: None,
+            rules: Vec::new(),
+            default_policy: Arc::new(Policy::clear()),
+        }
     }
 }
 
@@ -304,28 +342,39 @@ impl Drm {
         }
     }
 
-    /// Finds a key by id among named keys and the store's keys, if open key delivery applies to
-    /// some policy using it (auto keys: any policy with open delivery and auto keys).
-    pub fn deliverable_key(&self, kid: &KeyId) -> Option<Arc<ContentKey>> {
-        let policies = || self.rules.iter().map(|(_, p)| p).chain(std::iter::once(&self.default_policy));
-        let open = |k: &ContentKey| {
-            policies().any(|p| {
-                p.key_delivery == KeyDelivery::Open && {
-                    let ks = &p.keys;
-                    [&ks.video, &ks.sd, &ks.hd, &ks.uhd, &ks.audio, &ks.envelope].iter().any(|s| match s {
-                        Some(KeySpec::Named(n)) => n.kid == k.kid,
-                        Some(KeySpec::Auto) => !self.keys.contains_key(&k.kid),
-                        None => false,
-                    })
-                }
-            })
+    /// The key with id `kid` and every policy that uses it, with its scope.
+    pub fn key_owners(&self, kid: &KeyId) -> Option<(Arc<ContentKey>, Vec<Owner>)> {
+        let uses = |p: &Policy, k: &ContentKey| {
+            let ks = &p.keys;
+            [&ks.video, &ks.sd, &ks.hd, &ks.uhd, &ks.audio, &ks.envelope]
+                .iter()
+                .any(|s| matches!(s, Some(KeySpec::Named(n)) if n.kid == k.kid))
         };
         if let Some(k) = self.keys.get(kid) {
-            return open(k).then(|| k.clone());
+            let owners = self
+                .rules
+                .iter()
+                .filter(|(_, p)| uses(p, k))
+                .map(|(pat, p)| Owner { policy: p.clone(), scope: pat.to_string() })
+                .collect();
+            return Some((k.clone(), owners));
         }
-        let store = self.store.as_ref()?;
-        let k = store.all().into_iter().map(|(_, k)| k).find(|k| k.kid == *kid)?;
-        open(&k).then_some(k)
+        let (label, key) = self.store.as_ref()?.all().into_iter().find(|(_, k)| k.kid == *kid)?;
+        let scope = label.rsplit_once('/').map_or(label.as_str(), |(s, _)| s);
+        let owners = if let Some(asset) = scope.strip_prefix("asset:") {
+            vec![Owner { policy: self.policy_for(asset), scope: asset.to_owned() }]
+        } else if let Some(group) = scope.strip_prefix("group:") {
+            let mut v: Vec<Owner> = Vec::new();
+            for (_, p) in &self.rules {
+                if p.key_scope == KeyScope::Group(group.to_owned()) && !v.iter().any(|o| Arc::ptr_eq(&o.policy, p)) {
+                    v.push(Owner { policy: p.clone(), scope: format!("group:{group}") });
+                }
+            }
+            v
+        } else {
+            Vec::new()
+        };
+        Some((key, owners))
     }
 }
 

@@ -33,6 +33,12 @@ fn matches_from(pat: &[String], parts: &[&str]) -> bool {
     }
 }
 
+impl std::fmt::Display for Pattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.join("/"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,6 +15,7 @@ use super::routes::{self, Route};
 use crate::crypto::KeyId;
 use crate::drm::{Drm, Policy, Variant};
 use crate::index::TrackKind;
+use crate::license::{clearkey, Claims, Denied};
 use crate::packaging::plan::{Asset, Rendition};
 use crate::packaging::protect::{self, StreamKey};
 use crate::packaging::{dash, fmp4, hls, mime, HlsKeyFormat, Protection};
@@ -212,12 +213,17 @@ struct LogFields {
 }
 
 /// Handles one request; never fails (errors become responses).
-pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Result<Response<Chunks>, std::convert::Infallible> {
+pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Result<Response<Chunks>, std::convert::Infallible>
+where
+    B: http_body::Body<Data = Bytes> + Send,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let mut fields = LogFields::default();
-    let response = match respond(&app, &req, &mut fields).await {
+    let (parts, body) = req.into_parts();
+    let response = match respond(&app, &parts, body, &mut fields).await {
         Ok(r) => r,
         Err(e) => {
             let (status, body) = e.status();
@@ -232,7 +238,7 @@ pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Result<Response<Chunks
             h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             if matches!(e, ServeError::Method) {
-                h.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, OPTIONS"));
+                h.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST, OPTIONS"));
             }
             finish(r, &method)
         }
@@ -263,14 +269,23 @@ pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Result<Response<Chunks
     Ok(response)
 }
 
-async fn respond<B>(app: &App, req: &Request<B>, fields: &mut LogFields) -> Result<Response<Chunks>, ServeError> {
-    let method = req.method();
+async fn respond<B>(
+    app: &App,
+    req: &http::request::Parts,
+    body: B,
+    fields: &mut LogFields,
+) -> Result<Response<Chunks>, ServeError>
+where
+    B: http_body::Body<Data = Bytes> + Send,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let method = &req.method;
     if method == Method::OPTIONS {
         let mut r = Response::new(Chunks::empty());
         *r.status_mut() = StatusCode::NO_CONTENT;
         let h = r.headers_mut();
-        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, HEAD, OPTIONS"));
-        let asked = req.headers().get(header::ACCESS_CONTROL_REQUEST_HEADERS).cloned();
+        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, HEAD, POST, OPTIONS"));
+        let asked = req.headers.get(header::ACCESS_CONTROL_REQUEST_HEADERS).cloned();
         h.insert(
             header::ACCESS_CONTROL_ALLOW_HEADERS,
             asked.unwrap_or(HeaderValue::from_static("Range, If-None-Match, If-Modified-Since, Authorization")),
@@ -278,10 +293,22 @@ async fn respond<B>(app: &App, req: &Request<B>, fields: &mut LogFields) -> Resu
         h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
         return Ok(r);
     }
+    let route = routes::parse(req.uri.path())?;
+    if route == Route::ClearKeyLicense {
+        if method != Method::POST {
+            return Err(ServeError::Method);
+        }
+        fields.segment = "license".into();
+        let limited = http_body_util::Limited::new(body, 64 * 1024);
+        let bytes = match http_body_util::BodyExt::collect(limited).await {
+            Ok(c) => c.to_bytes(),
+            Err(_) => return Ok(denied(&Denied::Forbidden("request_too_large"), StatusCode::PAYLOAD_TOO_LARGE)),
+        };
+        return Ok(clearkey_license(app, req, &bytes));
+    }
     if method != Method::GET && method != Method::HEAD {
         return Err(ServeError::Method);
     }
-    let route = routes::parse(req.uri().path())?;
     match &route {
         Route::Health => {
             let mut r = Response::new(Chunks::new(vec![Bytes::from_static(b"ok\n")]));
@@ -298,7 +325,12 @@ async fn respond<B>(app: &App, req: &Request<B>, fields: &mut LogFields) -> Resu
         Route::Key { kid } => {
             fields.segment = "key".into();
             let (drm, _) = app.drm();
-            let key = drm.deliverable_key(kid).ok_or(ServeError::NoKey)?;
+            let claims = bearer(req).map(|t| verify(&drm, &t));
+            let key = match decide(&drm, kid, claims.as_ref(), false) {
+                Decision::Deliver(k) => k,
+                Decision::Denied(d) => return Ok(denied(&d, StatusCode::OK)),
+                Decision::NotDeliverable => return Err(ServeError::NoKey),
+            };
             tracing::info!(kid = %kid, "key delivered");
             let mut r = Response::new(Chunks::new(vec![Bytes::copy_from_slice(key.key.bytes())]));
             let h = r.headers_mut();
@@ -307,14 +339,20 @@ async fn respond<B>(app: &App, req: &Request<B>, fields: &mut LogFields) -> Resu
             Ok(finish(r, method))
         }
         _ => {
-            let keyformat = match query_param(req.uri().query(), "keyformat") {
+            let keyformat = match query_param(req.uri.query(), "keyformat") {
                 None => None,
                 Some(v) => Some(
                     HlsKeyFormat::parse(&v)
                         .ok_or(ServeError::Route(routes::RouteError::BadPath("unknown keyformat")))?,
                 ),
             };
-            let resource = resource(app, &route, keyformat, fields).await?;
+            let (drm, _) = app.drm();
+            // A token that came with a playlist request is written into the key and child
+            // playlist URIs (HLS clients cannot add headers there). Only URL-safe JWT text.
+            let token = query_param(req.uri.query(), "token")
+                .filter(|t| drm.carry_token && !t.is_empty() && t.len() <= 4096)
+                .filter(|t| t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_'));
+            let resource = resource(app, &route, keyformat, token, fields).await?;
             Ok(send(req, resource))
         }
     }
@@ -361,6 +399,7 @@ fn protection(drm: &Drm, policy: &Policy, a: &Asset, variant: Variant) -> Result
         license_urls: policy.license_urls.clone(),
         raw_key_delivery: policy.key_delivery != crate::drm::KeyDelivery::None,
         hls_keyformat: None,
+        token: None,
     };
     let key_error = |e: crate::drm::store::StoreError| ServeError::Protect(format!("key: {e}"));
     match variant {
@@ -386,18 +425,27 @@ async fn resource(
     app: &App,
     route: &Route,
     keyformat: Option<HlsKeyFormat>,
+    token: Option<String>,
     fields: &mut LogFields,
 ) -> Result<Resource, ServeError> {
     let (drm, generation) = app.drm();
     let manifest = |a: &Asset, name: String, content_type: &'static str, build: &dyn Fn() -> String| {
         let key = (a.generation, name, generation);
-        let (body, etag) = app.manifests.get(&key).unwrap_or_else(|| {
+        let build_one = || {
             let text = build();
             let etag = format!("\"m{:016x}\"", fnv1a(&[text.as_bytes()]));
-            let v = (Bytes::from(text), etag);
-            app.manifests.insert(key, v.clone());
-            v
-        });
+            (Bytes::from(text), etag)
+        };
+        // Playlists carrying a client's token are per client: never cached.
+        let (body, etag) = if token.is_some() {
+            build_one()
+        } else {
+            app.manifests.get(&key).unwrap_or_else(|| {
+                let v = build_one();
+                app.manifests.insert(key, v.clone());
+                v
+            })
+        };
         Resource {
             etag,
             body: Chunks::new(vec![body]),
@@ -407,7 +455,7 @@ async fn resource(
         }
     };
     match route {
-        Route::Health | Route::Metrics | Route::Key { .. } => Err(ServeError::UnknownAsset),
+        Route::Health | Route::Metrics | Route::Key { .. } | Route::ClearKeyLicense => Err(ServeError::UnknownAsset),
         Route::Mpd { asset: id, variant } => {
             fields.asset = id.clone();
             let a = asset(app, id)?;
@@ -435,6 +483,7 @@ async fn resource(
             }
             let mut prot = protection(&drm, &policy, &a, variant)?;
             prot.hls_keyformat = keyformat;
+            prot.token = token.clone();
             let kf = keyformat.map_or("", HlsKeyFormat::name);
             Ok(manifest(&a, format!("master/{variant}/{kf}"), "application/vnd.apple.mpegurl", &|| {
                 hls::master(&a, &prot)
@@ -452,6 +501,7 @@ async fn resource(
             let r = rendition(&a, rid)?;
             let mut prot = protection(&drm, &policy, &a, *variant)?;
             prot.hls_keyformat = keyformat;
+            prot.token = token.clone();
             let kf = keyformat.map_or("", HlsKeyFormat::name);
             Ok(manifest(&a, format!("media/{rid}/{variant}/{kf}"), "application/vnd.apple.mpegurl", &|| {
                 hls::media(id, r, &prot)
@@ -625,12 +675,12 @@ fn segment_resource(
     }
 }
 
-fn send<B>(req: &Request<B>, res: Resource) -> Response<Chunks> {
+fn send(req: &http::request::Parts, res: Resource) -> Response<Chunks> {
     let len = res.body.len();
     let etag = HeaderValue::from_str(&res.etag).unwrap_or(HeaderValue::from_static("\"0\""));
     let last_modified = HeaderValue::from_str(&httpdate::fmt_http_date(res.modified)).ok();
     let cache_control = HeaderValue::from_str(&res.cache_control).unwrap_or(HeaderValue::from_static("no-cache"));
-    let if_none_match = req.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok());
+    let if_none_match = req.headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok());
     let not_modified = if_none_match.is_some_and(|v| {
         v.split(',').map(str::trim).any(|t| t == "*" || t == res.etag || t.strip_prefix("W/") == Some(&res.etag))
     });
@@ -647,11 +697,11 @@ fn send<B>(req: &Request<B>, res: Resource) -> Response<Chunks> {
         r
     };
     if not_modified {
-        return finish(base(StatusCode::NOT_MODIFIED, Chunks::empty()), req.method());
+        return finish(base(StatusCode::NOT_MODIFIED, Chunks::empty()), &req.method);
     }
-    let range_header = req.headers().get(header::RANGE).and_then(|v| v.to_str().ok());
+    let range_header = req.headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     // If-Range with a validator that no longer matches: send everything.
-    let if_range_ok = req.headers().get(header::IF_RANGE).and_then(|v| v.to_str().ok()).is_none_or(|v| v == res.etag);
+    let if_range_ok = req.headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok()).is_none_or(|v| v == res.etag);
     let outcome = if if_range_ok { range::resolve(range_header, len) } else { RangeOutcome::Full };
     let mut r = match outcome {
         RangeOutcome::Full => base(StatusCode::OK, res.body),
@@ -671,7 +721,7 @@ fn send<B>(req: &Request<B>, res: Resource) -> Response<Chunks> {
         }
     };
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(res.content_type));
-    finish(r, req.method())
+    finish(r, &req.method)
 }
 
 /// Sets Content-Length from the body and empties the body for HEAD (headers stay those of GET).
@@ -703,4 +753,123 @@ fn query_param(query: Option<&str>, name: &str) -> Option<String> {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
         (k == name).then(|| v.to_owned())
     })
+}
+
+/// The bearer token of a request: `Authorization: Bearer …`, else the `token` query parameter
+/// (HLS key URIs cannot carry headers).
+fn bearer(req: &http::request::Parts) -> Option<String> {
+    let header = req.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    if let Some(h) = header {
+        let t = h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")).unwrap_or("");
+        return Some(t.trim().to_owned());
+    }
+    query_param(req.uri.query(), "token")
+}
+
+fn verify(drm: &Drm, token: &str) -> Result<Claims, Denied> {
+    match &drm.verifier {
+        Some(v) => v.verify(token),
+        None => Err(Denied::Unauthorized("no_token_verification_configured")),
+    }
+}
+
+/// What to do with a request for one key.
+enum Decision {
+    Deliver(Arc<crate::drm::ContentKey>),
+    Denied(Denied),
+    NotDeliverable,
+}
+
+/// Open delivery wins; token delivery needs a valid token that entitles to some owning policy
+/// (and asset); keys no policy delivers are indistinguishable from unknown ones.
+fn decide(drm: &Drm, kid: &KeyId, claims: Option<&Result<Claims, Denied>>, persistent: bool) -> Decision {
+    use crate::drm::KeyDelivery;
+    let Some((key, owners)) = drm.key_owners(kid) else { return Decision::NotDeliverable };
+    let mut denial: Option<Denied> = None;
+    for o in &owners {
+        match o.policy.key_delivery {
+            KeyDelivery::None => {}
+            KeyDelivery::Open if !persistent || o.policy.persistent_licenses => return Decision::Deliver(key),
+            KeyDelivery::Open => denial = denial.or(Some(Denied::Forbidden("persistent_license_not_allowed"))),
+            KeyDelivery::Token => {
+                let verdict = match (claims, &drm.verifier) {
+                    (None, _) => Err(Denied::Unauthorized("missing_token")),
+                    (Some(Err(d)), _) => Err(d.clone()),
+                    (Some(Ok(_)), None) => Err(Denied::Unauthorized("no_token_verification_configured")),
+                    (Some(Ok(c)), Some(v)) => v.entitles(c, &o.policy.name, &o.scope, kid),
+                };
+                match verdict {
+                    Ok(()) if persistent && !o.policy.persistent_licenses => {
+                        denial = Some(Denied::Forbidden("persistent_license_not_allowed"));
+                    }
+                    Ok(()) => return Decision::Deliver(key),
+                    // A 403 (valid token, not entitled) says more than a 401: keep it.
+                    Err(d) => {
+                        if !matches!(denial, Some(Denied::Forbidden(_))) {
+                            denial = Some(d);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    denial.map_or(Decision::NotDeliverable, Decision::Denied)
+}
+
+/// 401/403 (or `status` when it is an error status) with a machine-readable JSON body.
+fn denied(d: &Denied, status: StatusCode) -> Response<Chunks> {
+    let (status, error) = match d {
+        Denied::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+        Denied::Forbidden(_) if status.is_client_error() => (status, "forbidden"),
+        Denied::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+    };
+    tracing::info!(reason = d.reason(), status = status.as_u16(), "key request denied");
+    let body = format!("{{\"error\":\"{error}\",\"reason\":\"{}\"}}\n", d.reason());
+    let mut r = Response::new(Chunks::new(vec![Bytes::from(body)]));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if status == StatusCode::UNAUTHORIZED {
+        h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    let len = r.body().len();
+    r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    r
+}
+
+/// `POST /.drm/clearkey`: the keys of the request that the caller is entitled to; 401/403 when
+/// none is (never more key material than the token unlocks).
+fn clearkey_license(app: &App, req: &http::request::Parts, body: &[u8]) -> Response<Chunks> {
+    let request = match clearkey::parse_request(body) {
+        Ok(r) => r,
+        Err(reason) => return denied(&Denied::Forbidden(reason), StatusCode::BAD_REQUEST),
+    };
+    let (drm, _) = app.drm();
+    let claims = bearer(req).map(|t| verify(&drm, &t));
+    let mut granted = Vec::new();
+    let mut denial: Option<Denied> = None;
+    for kid in &request.kids {
+        match decide(&drm, kid, claims.as_ref(), request.persistent) {
+            Decision::Deliver(k) => granted.push(k),
+            Decision::Denied(d) => {
+                if !matches!(denial, Some(Denied::Forbidden(_))) {
+                    denial = Some(d);
+                }
+            }
+            Decision::NotDeliverable => {}
+        }
+    }
+    if granted.is_empty() {
+        return denied(&denial.unwrap_or(Denied::Forbidden("unknown_kid")), StatusCode::OK);
+    }
+    let pairs: Vec<(KeyId, &crate::crypto::Key)> = granted.iter().map(|k| (k.kid, &k.key)).collect();
+    tracing::info!(kids = granted.len(), "clearkey license issued");
+    let mut r = Response::new(Chunks::new(vec![Bytes::from(clearkey::license(&pairs, request.persistent))]));
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let len = r.body().len();
+    r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    r
 }

@@ -55,6 +55,8 @@ pub enum Route {
         /// Variant.
         variant: Variant,
     },
+    /// `POST /.drm/clearkey`: W3C ClearKey license.
+    ClearKeyLicense,
     /// `/.drm/key/{kid}`: raw key for HLS AES-128 / `identity` key formats.
     Key {
         /// Key id.
@@ -91,6 +93,9 @@ pub fn parse(path: &str) -> Result<Route, RouteError> {
         return Ok(Route::Metrics);
     }
     // Reserved namespace: asset ids never start with '.', so `/.drm/…` cannot shadow an asset.
+    if rest == ".drm/clearkey" {
+        return Ok(Route::ClearKeyLicense);
+    }
     if let Some(kid) = rest.strip_prefix(".drm/key/") {
         return KeyId::parse(kid).filter(|_| kid.len() == 32).map(|kid| Route::Key { kid }).ok_or(RouteError::NotFound);
     }

@@ -77,11 +77,6 @@ pub fn dash_descriptor(x: &mut String, prot: &Protection, system: System, key: &
     }
 }
 
-/// Path of the raw-key endpoint for a key id (HLS AES-128 and the `identity` key format).
-pub fn key_uri(kid: &KeyId) -> String {
-    format!("/.drm/key/{}", kid.hex())
-}
-
 /// HLS key lines (`tag` = `EXT-X-KEY` or `EXT-X-SESSION-KEY`) for a SAMPLE-AES variant, one per
 /// system (several KEYFORMATs may cover the same segments: RFC 8216 §4.3.2.4).
 pub fn hls_keys(x: &mut String, tag: &str, prot: &Protection, key: &ContentKey) {
@@ -99,7 +94,7 @@ pub fn hls_keys(x: &mut String, tag: &str, prot: &Protection, key: &ContentKey) 
                     let _ = writeln!(
                         x,
                         "#{tag}:METHOD={method},URI=\"{}\",KEYFORMAT=\"identity\",KEYFORMATVERSIONS=\"1\"",
-                        key_uri(&key.kid)
+                        prot.key_uri(&key.kid)
                     );
                 }
                 if prot.wants(HlsKeyFormat::ClearKey) {

@@ -9,16 +9,11 @@ use crate::crypto::{iv, key::hex};
 use crate::drm::Variant;
 use crate::index::{time, TrackKind};
 
-use super::drm_signalling::key_uri;
-
 /// The multivariant playlist of `asset` in `variant`.
 pub fn master(asset: &Asset, prot: &Protection) -> String {
     let variant = prot.variant;
     // A key-format choice travels into the media playlist URIs.
-    let playlist = match prot.hls_keyformat {
-        Some(f) => format!("{}?keyformat={}", naming::media_playlist(variant), f.name()),
-        None => naming::media_playlist(variant),
-    };
+    let playlist = format!("{}{}", naming::media_playlist(variant), prot.child_query());
     let mut x = String::from("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n");
     // Session keys let players (FairPlay, Widevine) start license acquisition before the first
     // media playlist: one set of lines per distinct key.
@@ -143,7 +138,8 @@ pub fn media(asset_id: &str, r: &Rendition, prot: &Protection) -> String {
             Variant::Aes128 => match &prot.envelope {
                 Some(k) if i >= lead => {
                     let seg_iv = iv::hls_segment_iv(&k.key, &stream, number as u64);
-                    let _ = writeln!(x, "#EXT-X-KEY:METHOD=AES-128,URI=\"{}\",IV=0x{}", key_uri(&k.kid), hex(&seg_iv));
+                    let _ =
+                        writeln!(x, "#EXT-X-KEY:METHOD=AES-128,URI=\"{}\",IV=0x{}", prot.key_uri(&k.kid), hex(&seg_iv));
                 }
                 // Clear lead under AES-128: the clear segments themselves (shared with the clear
                 // variant's cache entries).

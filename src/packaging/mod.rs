@@ -107,6 +107,8 @@ pub struct Protection {
     pub license_urls: std::collections::BTreeMap<crate::drm::System, String>,
     /// Whether `/.drm/key/{kid}` hands out keys for this policy (else no `identity` key lines).
     pub raw_key_delivery: bool,
+    /// A client token to carry into key URIs and child playlist URIs (`?token=`).
+    pub token: Option<String>,
     /// HLS only: emit just this key format (players disagree: for SAMPLE-AES hls.js takes an
     /// `identity` key before any other, while shaka-player needs it; `?keyformat=` chooses).
     pub hls_keyformat: Option<HlsKeyFormat>,
@@ -163,7 +165,32 @@ impl Protection {
             systems: Vec::new(),
             license_urls: Default::default(),
             raw_key_delivery: false,
+            token: None,
             hls_keyformat: None,
+        }
+    }
+
+    /// `?a=b&…` for child playlist URIs: the key format choice and the carried token.
+    pub fn child_query(&self) -> String {
+        let mut q: Vec<String> = Vec::new();
+        if let Some(f) = self.hls_keyformat {
+            q.push(format!("keyformat={}", f.name()));
+        }
+        if let Some(t) = &self.token {
+            q.push(format!("token={t}"));
+        }
+        if q.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", q.join("&"))
+        }
+    }
+
+    /// Our raw-key URI for `kid`, with the carried token.
+    pub fn key_uri(&self, kid: &crate::crypto::KeyId) -> String {
+        match &self.token {
+            Some(t) => format!("/.drm/key/{}?token={t}", kid.hex()),
+            None => format!("/.drm/key/{}", kid.hex()),
         }
     }
 

@@ -1,0 +1,227 @@
+//! JWT verification and entitlement (RFC 7519). Strict by construction:
+//! * the accepted algorithms are those of the configured key (HMAC secret → HS256/384/512 as
+//!   configured; RSA → RS256/PS256; EC P-256 → ES256); a token's `alg` only selects among them, so
+//!   `none` and HS/RS confusion (an HS256 token "signed" with our RSA public key) never verify;
+//! * `exp` is required, `nbf` honoured, both with a small leeway; issuer compared exactly (a
+//!   trailing slash matters), audience required when configured;
+//! * a token naming a `kid` we do not have is refused (unknown key), not tried against others.
+
+use std::collections::BTreeMap;
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::Value;
+
+/// Why a request gets no key: `Unauthorized` (401: no valid token) or `Forbidden` (403: a valid
+/// token that does not entitle to this key). The reason is a stable machine-readable word.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denied {
+    /// 401 with a reason.
+    Unauthorized(&'static str),
+    /// 403 with a reason.
+    Forbidden(&'static str),
+}
+
+impl Denied {
+    /// The machine-readable reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Denied::Unauthorized(r) | Denied::Forbidden(r) => r,
+        }
+    }
+}
+
+/// One verification key.
+pub struct VerifyKey {
+    /// `kid` it is published under (JWKS), if any.
+    pub kid: Option<String>,
+    /// The key.
+    pub key: DecodingKey,
+    /// Algorithms this key verifies.
+    pub algorithms: Vec<Algorithm>,
+}
+
+impl std::fmt::Debug for VerifyKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifyKey")
+            .field("kid", &self.kid)
+            .field("algorithms", &self.algorithms)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Token rules from the configuration.
+#[derive(Debug, Default, Clone)]
+pub struct TokenConfig {
+    /// Required `iss` (exact).
+    pub issuer: Option<String>,
+    /// Required `aud` (one of).
+    pub audience: Option<String>,
+    /// Clock leeway for `exp`/`nbf`, seconds.
+    pub leeway_secs: u64,
+    /// Claims that must equal (or, for arrays, contain) the value.
+    pub required_claims: BTreeMap<String, String>,
+    /// Claim listing the KIDs a token may unlock (absent claim: any KID).
+    pub kid_claim: Option<String>,
+    /// Claim listing the asset ids a token may unlock (absent claim: any asset).
+    pub asset_claim: Option<String>,
+    /// Claim whose value(s) name tiers; each tier unlocks the listed policies.
+    pub tier_claim: Option<String>,
+    /// Tier → policy names.
+    pub tiers: BTreeMap<String, Vec<String>>,
+}
+
+/// Verifies tokens against a set of keys.
+#[derive(Debug)]
+pub struct Verifier {
+    /// Keys (static, or the last good JWKS).
+    pub keys: Vec<VerifyKey>,
+    /// Rules.
+    pub config: TokenConfig,
+}
+
+/// The claims of a verified token.
+#[derive(Debug, Clone)]
+pub struct Claims(pub serde_json::Map<String, Value>);
+
+impl Verifier {
+    /// Verifies signature, algorithm, time, issuer and audience.
+    pub fn verify(&self, token: &str) -> Result<Claims, Denied> {
+        if token.is_empty() {
+            return Err(Denied::Unauthorized("missing_token"));
+        }
+        if token.len() > 16 * 1024 {
+            return Err(Denied::Unauthorized("malformed_token"));
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| Denied::Unauthorized("malformed_token"))?;
+        let candidates: Vec<&VerifyKey> = match &header.kid {
+            Some(kid) if self.keys.iter().any(|k| k.kid.is_some()) => {
+                let named: Vec<&VerifyKey> = self.keys.iter().filter(|k| k.kid.as_deref() == Some(kid)).collect();
+                if named.is_empty() {
+                    return Err(Denied::Unauthorized("unknown_key"));
+                }
+                named
+            }
+            _ => self.keys.iter().collect(),
+        };
+        let candidates: Vec<&VerifyKey> =
+            candidates.into_iter().filter(|k| k.algorithms.contains(&header.alg)).collect();
+        if candidates.is_empty() {
+            return Err(Denied::Unauthorized("algorithm_not_allowed"));
+        }
+        let mut last = Denied::Unauthorized("bad_signature");
+        for k in candidates {
+            let mut v = Validation::new(header.alg);
+            v.algorithms = vec![header.alg];
+            v.leeway = self.config.leeway_secs;
+            v.validate_nbf = true;
+            v.validate_exp = true;
+            v.set_required_spec_claims(&["exp"]);
+            match &self.config.issuer {
+                Some(iss) => v.set_issuer(&[iss]),
+                None => v.iss = None,
+            }
+            match &self.config.audience {
+                Some(aud) => v.set_audience(&[aud]),
+                None => v.validate_aud = false,
+            }
+            match jsonwebtoken::decode::<serde_json::Map<String, Value>>(token, &k.key, &v) {
+                Ok(data) => return Ok(Claims(data.claims)),
+                Err(e) => {
+                    use jsonwebtoken::errors::ErrorKind as K;
+                    last = Denied::Unauthorized(match e.kind() {
+                        K::ExpiredSignature => "expired",
+                        K::ImmatureSignature => "not_yet_valid",
+                        K::InvalidIssuer => "wrong_issuer",
+                        K::InvalidAudience => "wrong_audience",
+                        K::MissingRequiredClaim(_) => "missing_exp",
+                        K::InvalidSignature => "bad_signature",
+                        K::InvalidAlgorithm => "algorithm_not_allowed",
+                        _ => "malformed_token",
+                    });
+                    // A time or claim failure is the same with every key: stop at the first.
+                    if last.reason() != "bad_signature" {
+                        return Err(last);
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+
+    /// Whether verified `claims` entitle to a key of `policy` protecting `asset` (or a group).
+    pub fn entitles(
+        &self,
+        claims: &Claims,
+        policy: &str,
+        scope: &str,
+        kid: &crate::crypto::KeyId,
+    ) -> Result<(), Denied> {
+        let c = &self.config;
+        for (name, want) in &c.required_claims {
+            if !claim_has(claims.0.get(name), want) {
+                return Err(Denied::Forbidden("missing_required_claim"));
+            }
+        }
+        if let Some(name) = &c.kid_claim {
+            if let Some(v) = claims.0.get(name) {
+                if !claim_has(Some(v), &kid.hex()) && !claim_has(Some(v), &kid.uuid()) {
+                    return Err(Denied::Forbidden("token_bound_to_other_kid"));
+                }
+            }
+        }
+        if let Some(name) = &c.asset_claim {
+            if let Some(v) = claims.0.get(name) {
+                if !claim_has(Some(v), scope) {
+                    return Err(Denied::Forbidden("token_bound_to_other_asset"));
+                }
+            }
+        }
+        if let Some(name) = &c.tier_claim {
+            let tiers: Vec<String> = match claims.0.get(name) {
+                Some(Value::String(s)) => vec![s.clone()],
+                Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
+                _ => Vec::new(),
+            };
+            let unlocked = tiers.iter().filter_map(|t| c.tiers.get(t)).flatten().any(|p| p == policy);
+            if !unlocked {
+                return Err(Denied::Forbidden("tier_not_entitled"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Claim equals `want`, or is an array containing it (or a space-separated string, as OAuth
+/// `scope` is).
+fn claim_has(v: Option<&Value>, want: &str) -> bool {
+    match v {
+        Some(Value::String(s)) => s == want || s.split(' ').any(|p| p == want),
+        Some(Value::Array(a)) => a.iter().any(|x| x.as_str() == Some(want)),
+        Some(Value::Number(n)) => n.to_string() == want,
+        Some(Value::Bool(b)) => b.to_string() == want,
+        _ => false,
+    }
+}
+
+/// Verification keys from configuration material: an HMAC secret (`hs` algorithms), or a PEM
+/// public key / X.509 certificate (RSA or EC P-256).
+pub fn keys_from_pem(pem: &[u8], kid: Option<String>) -> Result<VerifyKey, String> {
+    let text = std::str::from_utf8(pem).map_err(|_| "PEM is not UTF-8".to_owned())?;
+    if text.contains("EC PUBLIC KEY") || text.contains("BEGIN PUBLIC KEY") && is_ec(text) {
+        let key = DecodingKey::from_ec_pem(pem).map_err(|e| format!("EC key: {e}"))?;
+        return Ok(VerifyKey { kid, key, algorithms: vec![Algorithm::ES256] });
+    }
+    let key = DecodingKey::from_rsa_pem(pem).map_err(|e| format!("RSA key: {e}"))?;
+    Ok(VerifyKey { kid, key, algorithms: vec![Algorithm::RS256, Algorithm::PS256] })
+}
+
+fn is_ec(pem_text: &str) -> bool {
+    // An EC SubjectPublicKeyInfo carries the id-ecPublicKey OID (1.2.840.10045.2.1); in base64
+    // of the DER its bytes show up as "KoZIzj0CAQ".
+    pem_text.contains("KoZIzj0CAQ")
+}
+
+/// An HMAC verification key for `algorithms` (HS256/384/512).
+pub fn hmac_key(secret: &[u8], algorithms: Vec<Algorithm>) -> VerifyKey {
+    VerifyKey { kid: None, key: DecodingKey::from_secret(secret), algorithms }
+}
