@@ -26,6 +26,13 @@
 //   aes128: N.aes128.m4s segments fetched, the envelope key fetched from /.drm/key/<kid> (200,
 //     16 bytes), no MediaKeys.
 // A negative case plays DASH cenc with a wrong video key: it must NOT play cleanly.
+// License cases (`*-token*`) run against a third origin started with tests/browser/license.toml
+// (key_delivery = "token"): shaka-player gets the origin's own POST /.drm/clearkey as its ClearKey
+// license server (absolute URL: the page is on another port) and a request filter adding
+// `Authorization: Bearer <JWT>` (minted by `drm-origin token`). With an entitled token it must
+// play as a cenc case does, the license POST answered 200 with the video and audio KIDs; with a
+// token lacking the required group the license must be refused (403) and playback fail (shaka
+// 6007 LICENSE_REQUEST_FAILED) without a decoded frame.
 //
 // Environment:
 //   DRM_ORIGIN_BIN      server binary (default <repo>/target/release/drm-origin)
@@ -39,7 +46,7 @@
 //   NEGATIVE_TIMEOUT_MS timeout of the wrong-key case (default 12000)
 //   VERBOSE=1           print diagnostics for passing cases too
 
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createServer } from 'node:http';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -51,6 +58,7 @@ const ROOT = resolve(HERE, '..', '..');
 const BIN = process.env.DRM_ORIGIN_BIN || join(ROOT, 'target', 'release', 'drm-origin');
 const ASSETS = process.env.DRM_ORIGIN_ASSETS || join(ROOT, 'assets');
 const DRM_CONFIG = join(HERE, 'drm.toml');
+const LICENSE_CONFIG = join(HERE, 'license.toml');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const CASE_TIMEOUT_MS = Number(process.env.CASE_TIMEOUT_MS || 30000);
 const VERBOSE = !!process.env.VERBOSE;
@@ -89,6 +97,11 @@ for (const asset of ['multi', 'progressive']) {
 // HLS cenc (METHOD=SAMPLE-AES-CTR, non-RFC but read by both players): one asset is enough.
 CASES.push({ name: 'hls-cenc-hlsjs-multi', player: 'hlsjs', asset: 'multi', manifest: 'master.cenc.m3u8', variant: 'cenc', keys: 'license' });
 CASES.push({ name: 'hls-cenc-shaka-multi', player: 'shaka', asset: 'multi', manifest: 'master.cenc.m3u8', variant: 'cenc', keys: 'origin' });
+// License service of the origin (license.toml): an entitled token plays, one without the group does not.
+CASES.push({ name: 'dash-cenc-shaka-multi-token', player: 'shaka', asset: 'multi', manifest: 'manifest.mpd',
+  variant: 'cenc', keys: 'token', token: 'entitled' });
+CASES.push({ name: 'dash-cenc-shaka-multi-token-nogroup', player: 'shaka', asset: 'multi', manifest: 'manifest.mpd',
+  variant: 'cenc', keys: 'token', token: 'nogroup', licenseDenied: 403 });
 // Negative: the right KIDs, but the video key is wrong. Must not play cleanly (see checkNegative).
 CASES.push({ name: 'dash-cenc-shaka-multi-wrongkey', player: 'shaka', asset: 'multi', manifest: 'manifest.cenc.mpd',
   variant: 'cenc', keys: 'direct', wrongVideoKey: true });
@@ -182,6 +195,16 @@ function startOrigin(extraArgs = []) {
   });
 }
 
+// A development token from `drm-origin token --config license.toml ARGS`.
+function mintToken(args) {
+  const out = spawnSync(BIN, ['token', '--config', LICENSE_CONFIG, ...args], { cwd: ROOT, encoding: 'utf8' });
+  const token = (out.stdout || '').trim();
+  if (out.status !== 0 || token.split('.').length !== 3) {
+    throw new Error(`drm-origin token ${args.join(' ')}: exit ${out.status}: ${(out.stderr || '').slice(0, 300)}`);
+  }
+  return token;
+}
+
 // ---------------------------------------------------------------- page server
 // ClearKey license requests answered by the page server, per case: {kids, answered}.
 const licenseLog = new Map();
@@ -260,11 +283,22 @@ async function runCase(browser, pageBase, origin, c, drmKeys) {
   const serverLog = origin.log;
   const diag = { console: [], http: [], failed: [] };
   const fetched = []; // origin responses: { path, status, length }
+  const originLicenses = []; // POST /.drm/clearkey on the origin: { status, kids (hex), type }
   const context = await browser.newContext({ viewport: { width: 800, height: 450 } });
   const page = await context.newPage();
   page.on('console', (m) => diag.console.push(`console.${m.type()}: ${m.text()}`.slice(0, 800)));
   page.on('pageerror', (e) => diag.console.push(`pageerror: ${e.message}`));
   page.on('response', (r) => {
+    if (r.url().startsWith(originUrl + '/.drm/clearkey') && r.request().method() === 'POST') {
+      let kids = [];
+      let type = null;
+      try {
+        const body = JSON.parse(r.request().postData() || '{}');
+        kids = (body.kids || []).map((k) => Buffer.from(k, 'base64url').toString('hex'));
+        type = body.type || null;
+      } catch { /* recorded with no kids */ }
+      originLicenses.push({ status: r.status(), kids, type });
+    }
     if (r.status() >= 400) diag.http.push(`HTTP ${r.status()} ${r.request().method()} ${r.url()}`);
     if (r.url().startsWith(originUrl + '/') && r.request().method() === 'GET') {
       const len = r.headers()['content-length'];
@@ -283,8 +317,10 @@ async function runCase(browser, pageBase, origin, c, drmKeys) {
     url += `&keys=${encodeURIComponent(JSON.stringify(k))}`;
   } else if (c.keys === 'license') {
     url += `&license=${encodeURIComponent(`${pageBase}/license?case=${c.name}`)}`;
+  } else if (c.keys === 'token') {
+    url += `&license=${encodeURIComponent(`${originUrl}/.drm/clearkey`)}&token=${encodeURIComponent(origin.tokens[c.token])}`;
   }
-  const timeout = c.wrongVideoKey ? NEGATIVE_TIMEOUT_MS : CASE_TIMEOUT_MS;
+  const timeout = c.wrongVideoKey || c.licenseDenied ? NEGATIVE_TIMEOUT_MS : CASE_TIMEOUT_MS;
   const started = Date.now();
   let snap = null;
   let reason = null;
@@ -333,9 +369,10 @@ async function runCase(browser, pageBase, origin, c, drmKeys) {
   const licenses = licenseLog.get(c.name) || [];
   if (c.variant && snap) {
     if (c.wrongVideoKey) reason = checkNegative(c, snap, fetched, drmKeys, reason);
-    else if (!reason) reason = checkProtection(c, snap, fetched, licenses, drmKeys);
+    else if (c.licenseDenied) reason = checkLicenseDenied(c, snap, originLicenses, reason);
+    else if (!reason) reason = checkProtection(c, snap, fetched, licenses, drmKeys, originLicenses);
   }
-  diag.protection = protectionSummary(snap, fetched, licenses);
+  diag.protection = protectionSummary(snap, fetched, licenses) + `; origin licenses ${JSON.stringify(originLicenses)}`;
   if (reason && c.player === 'hlsjs' && (c.variant === 'cenc' || c.variant === 'cbcs')) {
     try { diag.hints = await hlsjsKeyHints(originUrl, c); } catch (e) { diag.hints = [`hint check failed: ${e.message}`]; }
   }
@@ -356,7 +393,7 @@ function keyStatuses(snap, kid) {
 }
 
 // Did the playback really go through decryption, with the keys from where the case says?
-function checkProtection(c, snap, fetched, licenses, keys) {
+function checkProtection(c, snap, fetched, licenses, keys, originLicenses = []) {
   const v = c.variant;
   const segs = fetched.filter((f) => isSegment(f.path));
   if (v === 'cenc' || v === 'cbcs') {
@@ -378,6 +415,10 @@ function checkProtection(c, snap, fetched, licenses, keys) {
       }
       if (c.keys === 'license' && !licenses.some((l) => l.answered.includes(kid))) {
         return `no ClearKey license request asked for the ${role} KID ${kid} (requests: ${JSON.stringify(licenses)})`;
+      }
+      if (c.keys === 'token' && !originLicenses.some((l) => l.status === 200 && l.kids.includes(kid))) {
+        return `no license request to the origin's /.drm/clearkey for the ${role} KID ${kid} was answered 200 ` +
+          `(requests: ${JSON.stringify(originLicenses)})`;
       }
       if (c.keys === 'origin' && !fetched.some((f) => f.path === `/.drm/key/${kid}` && f.status === 200)) {
         return `the ${role} key was not fetched from the origin's /.drm/key/${kid}`;
@@ -415,6 +456,24 @@ function checkNegative(c, snap, fetched, keys, reason) {
   const st = keyStatuses(snap, keys.video.kid);
   if (!st.includes('usable')) return `failed, but the CDM never took the video key (statuses ${JSON.stringify(st)}): ${reason}`;
   if (!fetched.some((f) => ok(f) && /\/\d+\.cenc\.m4s/.test(f.path))) return `failed before any cenc media segment was served: ${reason}`;
+  c.negativeReason = reason;
+  return null;
+}
+
+// A refused license must stop playback: the origin answered the license POST with the expected
+// status (never 200), shaka reported LICENSE_REQUEST_FAILED (6007) and no video frame was decoded.
+function checkLicenseDenied(c, snap, originLicenses, reason) {
+  if (!reason) {
+    return `played to t=${snap.currentTime.toFixed(3)} although the token is not entitled ` +
+      `(origin licenses ${JSON.stringify(originLicenses)})`;
+  }
+  if (!originLicenses.length) return `failed before any license request reached the origin: ${reason}`;
+  if (originLicenses.some((l) => l.status === 200)) return `the origin granted a license: ${JSON.stringify(originLicenses)}`;
+  if (!originLicenses.every((l) => l.status === c.licenseDenied)) {
+    return `license answered ${JSON.stringify(originLicenses.map((l) => l.status))}, expected ${c.licenseDenied}`;
+  }
+  if (!/code=6007/.test(reason)) return `failed, but not with shaka 6007 LICENSE_REQUEST_FAILED: ${reason}`;
+  if (snap.totalVideoFrames > 0) return `decoded ${snap.totalVideoFrames} video frames without a license`;
   c.negativeReason = reason;
   return null;
 }
@@ -543,8 +602,10 @@ async function main() {
   let drmOrigin = given(process.env.DRM_ORIGIN_DRM_URL);
   let browser = null;
   try {
-    const needDrm = cases.some((c) => c.variant);
+    const needDrm = cases.some((c) => c.variant && c.keys !== 'token');
+    const needToken = cases.some((c) => c.keys === 'token');
     const drmKeys = needDrm ? readDrmKeys(DRM_CONFIG) : null;
+    const tokenKeys = needToken ? readDrmKeys(LICENSE_CONFIG) : null;
     const pageBase = await startPageServer(drmKeys);
     if (!origin && cases.some((c) => !c.variant)) origin = await startOrigin();
     // A protected origin that does not start fails the protected cases only.
@@ -554,6 +615,19 @@ async function main() {
         drmOrigin = await startOrigin(['--config', DRM_CONFIG]);
       } catch (e) {
         drmOriginError = `protected origin (--config ${DRM_CONFIG}) failed to start: ${e && e.message ? e.message : e}`;
+      }
+    }
+    let tokenOrigin = null;
+    let tokenOriginError = null;
+    if (needToken) {
+      try {
+        tokenOrigin = await startOrigin(['--config', LICENSE_CONFIG]);
+        tokenOrigin.tokens = {
+          entitled: mintToken(['--sub', 'alice', '--groups', 'entitled', '--ttl', '1h']),
+          nogroup: mintToken(['--sub', 'bob', '--groups', 'basic', '--ttl', '1h']),
+        };
+      } catch (e) {
+        tokenOriginError = `license origin (--config ${LICENSE_CONFIG}) failed: ${e && e.message ? e.message : e}`;
       }
     }
     const { chromium } = await import('playwright-core');
@@ -571,14 +645,17 @@ async function main() {
     }
     for (const c of cases) {
       let r;
-      if (c.variant && drmOriginError) {
+      const caseError = c.keys === 'token' ? tokenOriginError : c.variant ? drmOriginError : null;
+      if (caseError) {
         done.add(c.name);
         failed++;
-        console.log(`FAIL ${c.name}: ${drmOriginError}`);
+        console.log(`FAIL ${c.name}: ${caseError}`);
         continue;
       }
       try {
-        r = await runCase(browser, pageBase, c.variant ? drmOrigin : origin, c, drmKeys);
+        r = c.keys === 'token'
+          ? await runCase(browser, pageBase, tokenOrigin, c, tokenKeys)
+          : await runCase(browser, pageBase, c.variant ? drmOrigin : origin, c, drmKeys);
       } catch (e) {
         r = { reason: `harness: ${e && e.message ? e.message.split('\n')[0] : e}`, snap: null,
           diag: { console: [], http: [], failed: [] }, logLines: [], secs: '?' };
