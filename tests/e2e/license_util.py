@@ -77,3 +77,18 @@ def ec_pair():
 def license_body(kids, kind="temporary"):
     """ClearKey license request (spec-notes §5): base64url KIDs, no padding."""
     return json.dumps({"kids": [b64url(k) for k in kids], "type": kind}).encode()
+
+
+def self_signed_cert_pem(pair, cn="idp.example"):
+    """A self-signed X.509 certificate (PEM) for `pair`'s key: the form IdPs publish."""
+    import datetime
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(pair.private.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
+            .sign(pair.private, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM)

@@ -65,10 +65,15 @@ def pairs():
 
 
 @pytest.fixture(scope="module")
-def server(work, pairs):
-    assets = work / "assets"
-    du.asset_folder(assets, "movieA", [du.SRC_VIDEO, du.SRC_AUDIO])
-    du.asset_folder(assets, "movieB", [du.SRC_VIDEO, du.SRC_AUDIO])
+def assets(work):
+    root = work / "assets"
+    du.asset_folder(root, "movieA", [du.SRC_VIDEO, du.SRC_AUDIO])
+    du.asset_folder(root, "movieB", [du.SRC_VIDEO, du.SRC_AUDIO])
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(work, pairs, assets):
     rsa_pem = pairs["rsa"].write(work / "rsa.pem")
     ec_pem = pairs["ec"].write(work / "ec.pem")
     cfg = work / "lic.toml"
@@ -79,7 +84,7 @@ def server(work, pairs):
 
 
 @pytest.fixture(scope="module")
-def rsa_only(work, pairs):
+def rsa_only(work, pairs, assets):
     cfg = work / "rsa-only.toml"
     cfg.write_text(config_text([pairs["rsa"].write(work / "rsa-only.pem")], hmac=False))
     o = Origin(work / "assets", config=cfg)
@@ -221,6 +226,18 @@ def test_no_token(server):
     assert_denied(server, "", ["vidA"], 401, "missing_token")
 
 
+def test_bearer_scheme_is_case_insensitive(server):
+    # RFC 7235 §2.1 / RFC 6750: the auth-scheme is case-insensitive.
+    tok = lu.hs256(lu.claims())
+    for scheme in ("Bearer", "bearer", "BEARER"):
+        st, _, body = post(server, "/.drm/clearkey", lu.license_body([KID["vidA"]]),
+                           {"Authorization": f"{scheme} {tok}"})
+        assert st == 200, (scheme, st, body)
+    # another scheme is no token at all
+    st, _, body = post(server, "/.drm/clearkey", lu.license_body([KID["vidA"]]), {"Authorization": f"Basic {tok}"})
+    assert st == 401 and json.loads(body)["reason"] in ("missing_token", "malformed_token"), body
+
+
 def test_garbage_token(server):
     assert_denied(server, "not-a-jwt", ["vidA"], 401, "malformed_token")
 
@@ -356,7 +373,26 @@ def test_malformed_license_requests(server):
     assert st == 405
 
 
-def test_tiers(work, pairs):
+@pytest.mark.parametrize("kind", ["rsa", "ec"])
+def test_public_key_as_certificate(work, pairs, assets, kind):
+    # `public_keys` accepts an X.509 certificate as well as a bare public key.
+    pem = work / f"{kind}-cert.pem"
+    pem.write_bytes(lu.self_signed_cert_pem(pairs[kind]))
+    cfg = work / f"{kind}-cert.toml"
+    cfg.write_text(config_text([pem], hmac=False))
+    try:
+        o = Origin(work / "assets", config=cfg)
+    except RuntimeError as e:
+        pytest.fail(f"server refused a {kind.upper()} certificate in auth.public_keys: {str(e)[-600:]}")
+    try:
+        assert_grants(o, pairs[kind].sign(lu.claims()), ["vidA"], ["vidA"])
+        assert_denied(o, pairs["rsa_other"].sign(lu.claims()), ["vidA"], 401,
+                      {"bad_signature", "algorithm_not_allowed"})
+    finally:
+        o.stop()
+
+
+def test_tiers(work, pairs, assets):
     cfg = work / "tiers.toml"
     cfg.write_text(config_text([pairs["ec"].write(work / "ec-tiers.pem")], extra_auth=(
         'tier_claim = "tier"\ntiers = { premium = ["polA", "polB"], basic = ["polA"] }\n')))
