@@ -102,6 +102,10 @@ CASES.push({ name: 'dash-cenc-shaka-multi-token', player: 'shaka', asset: 'multi
   variant: 'cenc', keys: 'token', token: 'entitled' });
 CASES.push({ name: 'dash-cenc-shaka-multi-token-nogroup', player: 'shaka', asset: 'multi', manifest: 'manifest.mpd',
   variant: 'cenc', keys: 'token', token: 'nogroup', licenseDenied: 403 });
+// HLS with the token in the master URL: the origin writes it into the child playlist and key URIs,
+// and shaka fetches the raw keys from /.drm/key/<kid>?token=… (KEYFORMAT="identity").
+CASES.push({ name: 'hls-cbcs-shaka-multi-token', player: 'shaka', asset: 'multi', manifest: 'master.cbcs.m3u8',
+  variant: 'cbcs', keys: 'origin', manifestToken: 'entitled' });
 // Negative: the right KIDs, but the video key is wrong. Must not play cleanly (see checkNegative).
 CASES.push({ name: 'dash-cenc-shaka-multi-wrongkey', player: 'shaka', asset: 'multi', manifest: 'manifest.cenc.mpd',
   variant: 'cenc', keys: 'direct', wrongVideoKey: true });
@@ -309,7 +313,8 @@ async function runCase(browser, pageBase, origin, c, drmKeys) {
     diag.failed.push(`request failed: ${r.method()} ${r.url()}: ${r.failure() && r.failure().errorText}`);
   });
   const logStart = serverLog.length;
-  const src = `${originUrl}/${c.asset}/${c.manifest}`;
+  const src = `${originUrl}/${c.asset}/${c.manifest}` +
+    (c.manifestToken ? `?token=${encodeURIComponent(origin.tokens[c.manifestToken])}` : '');
   let url = `${pageBase}/player.html?player=${c.player}&src=${encodeURIComponent(src)}`;
   if (c.keys === 'direct') {
     const k = { [drmKeys.video.kid]: c.wrongVideoKey ? wrongKey(drmKeys.video.key) : drmKeys.video.key };
@@ -420,8 +425,12 @@ function checkProtection(c, snap, fetched, licenses, keys, originLicenses = []) 
         return `no license request to the origin's /.drm/clearkey for the ${role} KID ${kid} was answered 200 ` +
           `(requests: ${JSON.stringify(originLicenses)})`;
       }
-      if (c.keys === 'origin' && !fetched.some((f) => f.path === `/.drm/key/${kid}` && f.status === 200)) {
+      const keyPath = (f) => (c.manifestToken ? f.path.split('?')[0] : f.path);
+      if (c.keys === 'origin' && !fetched.some((f) => keyPath(f) === `/.drm/key/${kid}` && f.status === 200)) {
         return `the ${role} key was not fetched from the origin's /.drm/key/${kid}`;
+      }
+      if (c.manifestToken && !fetched.some((f) => f.path.startsWith(`/.drm/key/${kid}?token=`) && f.status === 200)) {
+        return `the ${role} key was not fetched with the carried token (/.drm/key/${kid}?token=…)`;
       }
     }
     return null;
@@ -602,8 +611,8 @@ async function main() {
   let drmOrigin = given(process.env.DRM_ORIGIN_DRM_URL);
   let browser = null;
   try {
-    const needDrm = cases.some((c) => c.variant && c.keys !== 'token');
-    const needToken = cases.some((c) => c.keys === 'token');
+    const needDrm = cases.some((c) => c.variant && c.keys !== 'token' && !c.manifestToken);
+    const needToken = cases.some((c) => (c.keys === 'token' || c.manifestToken));
     const drmKeys = needDrm ? readDrmKeys(DRM_CONFIG) : null;
     const tokenKeys = needToken ? readDrmKeys(LICENSE_CONFIG) : null;
     const pageBase = await startPageServer(drmKeys);
@@ -645,7 +654,7 @@ async function main() {
     }
     for (const c of cases) {
       let r;
-      const caseError = c.keys === 'token' ? tokenOriginError : c.variant ? drmOriginError : null;
+      const caseError = (c.keys === 'token' || c.manifestToken) ? tokenOriginError : c.variant ? drmOriginError : null;
       if (caseError) {
         done.add(c.name);
         failed++;
@@ -653,7 +662,7 @@ async function main() {
         continue;
       }
       try {
-        r = c.keys === 'token'
+        r = (c.keys === 'token' || c.manifestToken)
           ? await runCase(browser, pageBase, tokenOrigin, c, tokenKeys)
           : await runCase(browser, pageBase, c.variant ? drmOrigin : origin, c, drmKeys);
       } catch (e) {

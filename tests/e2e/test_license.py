@@ -471,6 +471,21 @@ def test_playlists_carry_the_token(server):
     assert len({h0.get("ETag"), h1.get("ETag"), h2.get("ETag")}) == 3
 
 
+def test_carry_token_off(work, pairs, assets):
+    cfg = work / "nocarry.toml"
+    cfg.write_text(config_text([pairs["rsa"].write(work / "rsa-nocarry.pem")], extra_auth="carry_token = false\n"))
+    o = Origin(assets, config=cfg)
+    try:
+        tok = lu.hs256(lu.claims())
+        st, _, master = post(o, f"/movieA/master.m3u8?token={tok}", None, method="GET")
+        st0, _, plain = post(o, "/movieA/master.m3u8", None, method="GET")
+        assert st == st0 == 200
+        assert tok.encode() not in master and b"token=" not in master
+        assert master == plain
+    finally:
+        o.stop()
+
+
 def test_token_playlists_are_not_shared_cacheable(server):
     # A playlist with a client's bearer token written into it must not be stored by shared caches
     # (a CDN configured to ignore query strings would hand one user's token to everyone).
