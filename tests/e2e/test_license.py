@@ -339,10 +339,60 @@ def test_token_bound_to_other_kid(server):
     assert_denied(server, tok, ["vidA"], 403, "token_bound_to_other_kid")
 
 
+def test_kid_binding_is_case_insensitive(server, work):
+    # KIDs are hex (or UUID) text: case carries no meaning, and `drm-origin token --kid` passes
+    # what the operator typed (e.g. a KID copied from a packager log in upper case).
+    kid = K["vidA"][0]
+    for form in (kid.upper(), du.uuid(kid).upper()):
+        assert_grants(server, lu.hs256(lu.claims(kids=[form])), ["vidA"], ["vidA"])
+    assert_grants(server, mint(work / "lic.toml", "--groups", "entitled", "--kid", kid.upper()), ["vidA"], ["vidA"])
+
+
 def test_token_bound_to_other_asset(server):
     tok = lu.hs256(lu.claims(assets=["movieB"]))
     assert_denied(server, tok, ["vidA", "audA"], 403, "token_bound_to_other_asset")
     assert_grants(server, tok, ["vidB"], ["vidB"])
+
+
+def test_asset_binding_under_pattern_rules(work):
+    # `asset_claim` lists asset ids. A per-asset auto key belongs to one asset; a named key used by
+    # a rule `kids/*` belongs to every asset the pattern matches: a token bound to the asset
+    # `kids/x` (what an entitlement service knows) must unlock it, one bound elsewhere must not.
+    import re
+    root = work / "pattern-assets"
+    for a in ("kids/x", "solo/x", "solo/y"):
+        du.asset_folder(root, a, [du.SRC_VIDEO, du.SRC_AUDIO])
+    cfg = work / "pattern.toml"
+    cfg.write_text(du.STORAGE + du.key_table("vidA", *K["vidA"]) + f'[keystore]\npath = "{work}/pattern-keys.json"\n'
+                   f'[auth]\nhmac_secret = "{lu.HMAC_SECRET_B64}"\nasset_claim = "assets"\n'
+                   '[policies.kids]\ndash = ["cenc"]\nkey_delivery = "token"\nkeys = { video = "vidA" }\n'
+                   '[policies.solo]\ndash = ["cenc"]\nkey_delivery = "token"\nkeys = { video = "auto" }\n'
+                   '[[assets]]\nmatch = "kids/*"\npolicy = "kids"\n[[assets]]\nmatch = "solo/*"\npolicy = "solo"\n')
+    o = Origin(root, config=cfg)
+
+    def video_kid(asset):
+        st, _, mpd = post(o, f"/{asset}/manifest.mpd", None, method="GET")
+        assert st == 200, mpd
+        kids = set(re.findall(r'default_KID="([0-9a-fA-F-]{36})"', mpd.decode()))
+        assert len(kids) == 1, kids
+        return bytes.fromhex(kids.pop().replace("-", ""))
+
+    def ask(kid, bound):
+        tok = lu.hs256({"exp": int(time.time()) + 600, "assets": bound})
+        st, _, body = post(o, "/.drm/clearkey", lu.license_body([kid]), {"Authorization": f"Bearer {tok}"})
+        return st, (json.loads(body).get("reason") if st != 200 else granted(body))
+
+    try:
+        solo_x, solo_y = video_kid("solo/x"), video_kid("solo/y")
+        assert solo_x != solo_y
+        assert ask(solo_x, ["solo/x"])[0] == 200
+        assert ask(solo_x, ["solo/y"]) == (403, "token_bound_to_other_asset")
+        assert video_kid("kids/x") == KID["vidA"]
+        assert ask(KID["vidA"], ["elsewhere"]) == (403, "token_bound_to_other_asset")
+        assert ask(KID["vidA"], ["kids/x"]) == (200, {KID["vidA"]: KEY["vidA"]}), \
+            "a token bound to asset kids/x is refused the key of its own asset (rule kids/*)"
+    finally:
+        o.stop()
 
 
 def test_valid_token_without_the_group(server, pairs):
