@@ -40,10 +40,20 @@ fn prf(key: &Key, tag: u8, stream_id: &[u8; 16], n: u64) -> [u8; 16] {
 
 /// 8-byte `cenc` IV of sample `index` of a stream.
 pub fn cenc_sample_iv(key: &Key, stream_id: &[u8; 16], index: u64) -> [u8; 8] {
+    cenc_iv_at(cenc_base_iv(key, stream_id), index)
+}
+
+/// The stream's base for [`cenc_iv_at`]: derive it once per segment, not once per sample.
+pub fn cenc_base_iv(key: &Key, stream_id: &[u8; 16]) -> u64 {
     let base = prf(key, TAG_CENC, stream_id, 0);
     let mut b8 = [0u8; 8];
     b8.copy_from_slice(&base[..8]);
-    u64::from_be_bytes(b8).wrapping_add(index).to_be_bytes()
+    u64::from_be_bytes(b8)
+}
+
+/// IV of sample `index` from a stream base: `base + index` (mod 2^64).
+pub fn cenc_iv_at(base: u64, index: u64) -> [u8; 8] {
+    base.wrapping_add(index).to_be_bytes()
 }
 
 /// Constant 16-byte `cbcs` IV of a stream.

@@ -289,6 +289,22 @@ pub struct Owner {
     pub policy: Arc<Policy>,
     /// Asset id, or `group:{name}`, or the rule's pattern for named keys.
     pub scope: String,
+    /// The rule's pattern, for named keys.
+    pub pattern: Option<pattern::Pattern>,
+}
+
+impl Drm {
+    /// Whether asset id `asset` is protected by this owner's key: it matches the rule's pattern
+    /// (named keys), is the asset (per-asset auto keys), or is an asset of the group.
+    pub fn owner_covers(&self, owner: &Owner, asset: &str) -> bool {
+        if let Some(p) = &owner.pattern {
+            return p.matches(asset) && Arc::ptr_eq(&self.policy_for(asset), &owner.policy);
+        }
+        if let Some(g) = owner.scope.strip_prefix("group:") {
+            return self.policy_for(asset).key_scope == KeyScope::Group(g.to_owned());
+        }
+        owner.scope == asset
+    }
 }
 
 impl Default for Drm {
@@ -355,19 +371,19 @@ impl Drm {
                 .rules
                 .iter()
                 .filter(|(_, p)| uses(p, k))
-                .map(|(pat, p)| Owner { policy: p.clone(), scope: pat.to_string() })
+                .map(|(pat, p)| Owner { policy: p.clone(), scope: pat.to_string(), pattern: Some(pat.clone()) })
                 .collect();
             return Some((k.clone(), owners));
         }
         let (label, key) = self.store.as_ref()?.all().into_iter().find(|(_, k)| k.kid == *kid)?;
         let scope = label.rsplit_once('/').map_or(label.as_str(), |(s, _)| s);
         let owners = if let Some(asset) = scope.strip_prefix("asset:") {
-            vec![Owner { policy: self.policy_for(asset), scope: asset.to_owned() }]
+            vec![Owner { policy: self.policy_for(asset), scope: asset.to_owned(), pattern: None }]
         } else if let Some(group) = scope.strip_prefix("group:") {
             let mut v: Vec<Owner> = Vec::new();
             for (_, p) in &self.rules {
                 if p.key_scope == KeyScope::Group(group.to_owned()) && !v.iter().any(|o| Arc::ptr_eq(&o.policy, p)) {
-                    v.push(Owner { policy: p.clone(), scope: format!("group:{group}") });
+                    v.push(Owner { policy: p.clone(), scope: format!("group:{group}"), pattern: None });
                 }
             }
             v

@@ -58,7 +58,7 @@ pub struct App {
     /// Settings.
     pub settings: HttpSettings,
     drm: RwLock<(Arc<Drm>, u64)>,
-    segments: Option<moka::future::Cache<SegmentKey, Bytes>>,
+    segments: Option<moka::future::Cache<SegmentKey, Vec<Bytes>>>,
     manifests: moka::sync::Cache<(u64, String, u64), (Bytes, String)>,
     encrypt_permits: Arc<Semaphore>,
     /// Counters for `/metrics`.
@@ -83,7 +83,9 @@ impl App {
     pub fn new(store: Arc<Store>, settings: HttpSettings, drm: Arc<Drm>) -> App {
         let segments = (settings.encrypted_cache_bytes > 0).then(|| {
             moka::future::Cache::builder()
-                .weigher(|_k: &SegmentKey, v: &Bytes| u32::try_from(v.len()).unwrap_or(u32::MAX))
+                .weigher(|_k: &SegmentKey, v: &Vec<Bytes>| {
+                    u32::try_from(v.iter().map(Bytes::len).sum::<usize>()).unwrap_or(u32::MAX)
+                })
                 .max_capacity(settings.encrypted_cache_bytes)
                 .build()
         });
@@ -451,7 +453,12 @@ async fn resource(
             body: Chunks::new(vec![body]),
             content_type,
             modified: a.modified,
-            cache_control: app.settings.cache_control_manifests.clone(),
+            // A playlist carrying one client's token must never be served to another by a cache.
+            cache_control: if token.is_some() {
+                "private, no-store".to_owned()
+            } else {
+                app.settings.cache_control_manifests.clone()
+            },
         }
     };
     match route {
@@ -533,10 +540,10 @@ async fn resource(
             let bytes = cached(app, cache_key, move || {
                 let track = source.index.tracks.get(t_index).ok_or(ServeError::UnknownRendition)?;
                 let sk = StreamKey { kid: key.kid, key: &key.key, stream_id: protect::stream_id(&asset_id, &r_id) };
-                Ok(Bytes::from(protect::init_segment(&source.index.mvhd, track, v, &sk, lead > 0, &extra)?))
+                Ok(vec![Bytes::from(protect::init_segment(&source.index.mvhd, track, v, &sk, lead > 0, &extra)?)])
             })
             .await?;
-            Ok(segment_resource(app, r, track.kind, 0, *variant, vec![bytes]))
+            Ok(segment_resource(app, r, track.kind, 0, *variant, bytes))
         }
         Route::Segment { asset: id, rendition: rid, number, variant } => {
             fields.asset = id.clone();
@@ -576,17 +583,27 @@ async fn resource(
                 let samples = track.samples.get(first..end).ok_or(ServeError::UnknownSegment)?;
                 let stream = protect::stream_id(&asset_id, &r_id);
                 let file = source.mapped.file();
-                let out = if v == Variant::Aes128 {
+                if v == Variant::Aes128 {
                     let seg_iv = crate::crypto::iv::hls_segment_iv(&key.key, &stream, n as u64);
-                    protect::aes128_segment(file, &key.key, &seg_iv, seq, dts, samples)?
+                    Ok(vec![Bytes::from(protect::aes128_segment(file, &key.key, &seg_iv, seq, dts, samples)?)])
                 } else {
                     let sk = StreamKey { kid: key.kid, key: &key.key, stream_id: stream };
-                    protect::cenc_segment(file, track, v, &sk, seq, dts, samples, first, n <= lead, has_clear_entry)?
-                };
-                Ok(Bytes::from(out))
+                    Ok(protect::cenc_segment(
+                        file,
+                        track,
+                        v,
+                        &sk,
+                        seq,
+                        dts,
+                        samples,
+                        first,
+                        n <= lead,
+                        has_clear_entry,
+                    )?)
+                }
             })
             .await?;
-            Ok(segment_resource(app, r, track.kind, *number, *variant, vec![bytes]))
+            Ok(segment_resource(app, r, track.kind, *number, *variant, bytes))
         }
     }
 }
@@ -615,9 +632,9 @@ fn segment_key(
 /// Builds a protected output on a blocking thread (bounded by the encryption permits), through
 /// the single-flight cache when it is enabled: concurrent requests for one segment wait for one
 /// encryption.
-async fn cached<F>(app: &App, key: SegmentKey, build: F) -> Result<Bytes, ServeError>
+async fn cached<F>(app: &App, key: SegmentKey, build: F) -> Result<Vec<Bytes>, ServeError>
 where
-    F: FnOnce() -> Result<Bytes, ServeError> + Send + 'static,
+    F: FnOnce() -> Result<Vec<Bytes>, ServeError> + Send + 'static,
 {
     let permits = app.encrypt_permits.clone();
     let counters = (&app.metrics.encryptions, &app.metrics.encrypted_bytes);
@@ -628,7 +645,8 @@ where
             .map_err(|e| ServeError::Protect(format!("encryption task: {e}")))?;
         if let Ok(b) = &out {
             counters.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            counters.1.fetch_add(b.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            let len: usize = b.iter().map(Bytes::len).sum();
+            counters.1.fetch_add(len as u64, std::sync::atomic::Ordering::Relaxed);
         }
         out
     };
@@ -760,8 +778,12 @@ fn query_param(query: Option<&str>, name: &str) -> Option<String> {
 fn bearer(req: &http::request::Parts) -> Option<String> {
     let header = req.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     if let Some(h) = header {
-        let t = h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")).unwrap_or("");
-        return Some(t.trim().to_owned());
+        // The auth scheme is case-insensitive (RFC 7235 §2.1).
+        let t = match h.trim().split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+            _ => "",
+        };
+        return Some(t.to_owned());
     }
     query_param(req.uri.query(), "token")
 }
@@ -796,7 +818,9 @@ fn decide(drm: &Drm, kid: &KeyId, claims: Option<&Result<Claims, Denied>>, persi
                     (None, _) => Err(Denied::Unauthorized("missing_token")),
                     (Some(Err(d)), _) => Err(d.clone()),
                     (Some(Ok(_)), None) => Err(Denied::Unauthorized("no_token_verification_configured")),
-                    (Some(Ok(c)), Some(v)) => v.entitles(c, &o.policy.name, &o.scope, kid),
+                    (Some(Ok(c)), Some(v)) => {
+                        v.entitles(c, &o.policy.name, &o.scope, kid, &|asset| drm.owner_covers(o, asset))
+                    }
                 };
                 match verdict {
                     Ok(()) if persistent && !o.policy.persistent_licenses => {
@@ -838,12 +862,25 @@ fn denied(d: &Denied, status: StatusCode) -> Response<Chunks> {
     r
 }
 
+/// 400 with a JSON reason, for a malformed license request.
+fn bad_request(reason: &str) -> Response<Chunks> {
+    let body = format!("{{\"error\":\"bad_request\",\"reason\":\"{reason}\"}}\n");
+    let mut r = Response::new(Chunks::new(vec![Bytes::from(body)]));
+    *r.status_mut() = StatusCode::BAD_REQUEST;
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let len = r.body().len();
+    r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    r
+}
+
 /// `POST /.drm/clearkey`: the keys of the request that the caller is entitled to; 401/403 when
 /// none is (never more key material than the token unlocks).
 fn clearkey_license(app: &App, req: &http::request::Parts, body: &[u8]) -> Response<Chunks> {
     let request = match clearkey::parse_request(body) {
         Ok(r) => r,
-        Err(reason) => return denied(&Denied::Forbidden(reason), StatusCode::BAD_REQUEST),
+        Err(reason) => return bad_request(reason),
     };
     let (drm, _) = app.drm();
     let claims = bearer(req).map(|t| verify(&drm, &t));

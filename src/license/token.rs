@@ -115,7 +115,15 @@ impl Verifier {
             v.leeway = self.config.leeway_secs;
             v.validate_nbf = true;
             v.validate_exp = true;
-            v.set_required_spec_claims(&["exp"]);
+            // A configured issuer/audience must be present, not merely "right when present".
+            let mut required = vec!["exp"];
+            if self.config.issuer.is_some() {
+                required.push("iss");
+            }
+            if self.config.audience.is_some() {
+                required.push("aud");
+            }
+            v.set_required_spec_claims(&required);
             match &self.config.issuer {
                 Some(iss) => v.set_issuer(&[iss]),
                 None => v.iss = None,
@@ -125,7 +133,14 @@ impl Verifier {
                 None => v.validate_aud = false,
             }
             match jsonwebtoken::decode::<serde_json::Map<String, Value>>(token, &k.key, &v) {
-                Ok(data) => return Ok(Claims(data.claims)),
+                Ok(data) => {
+                    // RFC 7519 §4.1.1: `iss` is one string; a list that merely contains ours
+                    // (which the library's check lets through) is refused.
+                    if self.config.issuer.is_some() && !matches!(data.claims.get("iss"), Some(Value::String(_))) {
+                        return Err(Denied::Unauthorized("wrong_issuer"));
+                    }
+                    return Ok(Claims(data.claims));
+                }
                 Err(e) => {
                     use jsonwebtoken::errors::ErrorKind as K;
                     last = Denied::Unauthorized(match e.kind() {
@@ -133,6 +148,8 @@ impl Verifier {
                         K::ImmatureSignature => "not_yet_valid",
                         K::InvalidIssuer => "wrong_issuer",
                         K::InvalidAudience => "wrong_audience",
+                        K::MissingRequiredClaim(c) if c == "iss" => "missing_iss",
+                        K::MissingRequiredClaim(c) if c == "aud" => "missing_aud",
                         K::MissingRequiredClaim(_) => "missing_exp",
                         K::InvalidSignature => "bad_signature",
                         K::InvalidAlgorithm => "algorithm_not_allowed",
@@ -148,13 +165,16 @@ impl Verifier {
         Err(last)
     }
 
-    /// Whether verified `claims` entitle to a key of `policy` protecting `asset` (or a group).
+    /// Whether verified `claims` entitle to a key of `policy` protecting `scope`.
+    /// `asset_in_scope` says whether a claimed asset id is one this key protects (the caller
+    /// knows rules, patterns and groups).
     pub fn entitles(
         &self,
         claims: &Claims,
         policy: &str,
         scope: &str,
         kid: &crate::crypto::KeyId,
+        asset_in_scope: &dyn Fn(&str) -> bool,
     ) -> Result<(), Denied> {
         let c = &self.config;
         for (name, want) in &c.required_claims {
@@ -164,18 +184,22 @@ impl Verifier {
         }
         if let Some(name) = &c.kid_claim {
             if let Some(v) = claims.0.get(name) {
-                if !claim_has(Some(v), &kid.hex()) && !claim_has(Some(v), &kid.uuid()) {
+                // KIDs compare as hex, whatever the case and dashes.
+                let want = kid.hex();
+                let bound = strings(v).iter().any(|s| s.replace('-', "").eq_ignore_ascii_case(&want));
+                if !bound {
                     return Err(Denied::Forbidden("token_bound_to_other_kid"));
                 }
             }
         }
         if let Some(name) = &c.asset_claim {
             if let Some(v) = claims.0.get(name) {
-                if !claim_has(Some(v), scope) {
+                if !strings(v).iter().any(|a| asset_in_scope(a)) {
                     return Err(Denied::Forbidden("token_bound_to_other_asset"));
                 }
             }
         }
+        let _ = scope;
         if let Some(name) = &c.tier_claim {
             let tiers: Vec<String> = match claims.0.get(name) {
                 Some(Value::String(s)) => vec![s.clone()],
@@ -188,6 +212,15 @@ impl Verifier {
             }
         }
         Ok(())
+    }
+}
+
+/// A claim's string values (a string, or the strings of an array).
+fn strings(v: &Value) -> Vec<String> {
+    match v {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect(),
+        _ => Vec::new(),
     }
 }
 
@@ -206,19 +239,16 @@ fn claim_has(v: Option<&Value>, want: &str) -> bool {
 /// Verification keys from configuration material: an HMAC secret (`hs` algorithms), or a PEM
 /// public key / X.509 certificate (RSA or EC P-256).
 pub fn keys_from_pem(pem: &[u8], kid: Option<String>) -> Result<VerifyKey, String> {
-    let text = std::str::from_utf8(pem).map_err(|_| "PEM is not UTF-8".to_owned())?;
-    if text.contains("EC PUBLIC KEY") || text.contains("BEGIN PUBLIC KEY") && is_ec(text) {
-        let key = DecodingKey::from_ec_pem(pem).map_err(|e| format!("EC key: {e}"))?;
-        return Ok(VerifyKey { kid, key, algorithms: vec![Algorithm::ES256] });
+    std::str::from_utf8(pem).map_err(|_| "PEM is not UTF-8".to_owned())?;
+    // Public keys and certificates alike: the key type decides the algorithms, so try RSA, then
+    // EC P-256.
+    match DecodingKey::from_rsa_pem(pem) {
+        Ok(key) => Ok(VerifyKey { kid, key, algorithms: vec![Algorithm::RS256, Algorithm::PS256] }),
+        Err(rsa) => match DecodingKey::from_ec_pem(pem) {
+            Ok(key) => Ok(VerifyKey { kid, key, algorithms: vec![Algorithm::ES256] }),
+            Err(ec) => Err(format!("neither an RSA ({rsa}) nor an EC P-256 ({ec}) public key or certificate")),
+        },
     }
-    let key = DecodingKey::from_rsa_pem(pem).map_err(|e| format!("RSA key: {e}"))?;
-    Ok(VerifyKey { kid, key, algorithms: vec![Algorithm::RS256, Algorithm::PS256] })
-}
-
-fn is_ec(pem_text: &str) -> bool {
-    // An EC SubjectPublicKeyInfo carries the id-ecPublicKey OID (1.2.840.10045.2.1); in base64
-    // of the DER its bytes show up as "KoZIzj0CAQ".
-    pem_text.contains("KoZIzj0CAQ")
 }
 
 /// An HMAC verification key for `algorithms` (HS256/384/512).

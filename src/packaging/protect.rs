@@ -5,6 +5,8 @@
 //! function of (file, plan, key, stream id), so a segment is byte-identical on every request
 //! and every origin node.
 
+use bytes::Bytes;
+
 use crate::codec::{self, NalContext};
 use crate::crypto::{self, cbcs, cenc, iv, Key, KeyId, Subsample};
 use crate::drm::{pssh, Variant};
@@ -207,8 +209,9 @@ pub fn read_samples<R: ReadAt + ?Sized>(file: &R, samples: &[Sample]) -> Result<
     Ok(data)
 }
 
-/// A CENC media segment. `first_index` is the track index of `samples[0]` (IV derivation);
-/// `clear` writes a clear-lead fragment that points at the clear sample entry (index 2).
+/// A CENC media segment, as its header and its sample data. `first_index` is the track index of
+/// `samples[0]` (IV derivation); `clear` writes a clear-lead fragment that points at the clear
+/// sample entry (index 2).
 #[allow(clippy::too_many_arguments)]
 pub fn cenc_segment<R: ReadAt + ?Sized>(
     file: &R,
@@ -221,19 +224,21 @@ pub fn cenc_segment<R: ReadAt + ?Sized>(
     first_index: usize,
     clear: bool,
     has_clear_entry: bool,
-) -> Result<Vec<u8>, ProtectError> {
+) -> Result<Vec<Bytes>, ProtectError> {
     let nal = check(track, variant)?;
     let mut data = read_samples(file, samples)?;
     if clear {
         let opts = FragmentOptions { sample_description_index: Some(2), aux: None };
-        let mut out = fmp4::segment_header(fmp4::OUTPUT_TRACK_ID, sequence, base_decode_time, samples, &opts)?;
-        out.extend_from_slice(&data);
-        return Ok(out);
+        let head = fmp4::segment_header(fmp4::OUTPUT_TRACK_ID, sequence, base_decode_time, samples, &opts)?;
+        return Ok(vec![Bytes::from(head), Bytes::from(data)]);
     }
     let scheme = if variant == Variant::Cbcs { codec::Scheme::Cbcs } else { codec::Scheme::Cenc };
     let mut ivs: Vec<[u8; 8]> = Vec::new();
     let mut maps: Vec<Vec<Subsample>> = Vec::with_capacity(samples.len());
     let civ = iv::cbcs_constant_iv(sk.key, &sk.stream_id);
+    let iv_base = iv::cenc_base_iv(sk.key, &sk.stream_id);
+    // One key schedule for the whole fragment (the per-sample API would expand it per sample).
+    let cipher = <aes::Aes128Enc as aes::cipher::KeyInit>::new(sk.key.bytes().into());
     let (crypt, skip) = pattern(track.kind);
     let mut ctx = nal;
     let mut at = 0usize;
@@ -252,10 +257,10 @@ pub fn cenc_segment<R: ReadAt + ?Sized>(
             None => Vec::new(),
         };
         if variant == Variant::Cbcs {
-            cbcs::encrypt_sample(sk.key, &civ, sample, &map, crypt, skip)?;
+            cbcs::encrypt_sample_with(&cipher, &civ, sample, &map, crypt, skip)?;
         } else {
-            let sample_iv = iv::cenc_sample_iv(sk.key, &sk.stream_id, index as u64);
-            cenc::encrypt_sample(sk.key, &sample_iv, sample, &map)?;
+            let sample_iv = iv::cenc_iv_at(iv_base, index as u64);
+            cenc::encrypt_sample_with(&cipher, &sample_iv, sample, &map)?;
             ivs.push(sample_iv);
         }
         maps.push(map);
@@ -264,9 +269,9 @@ pub fn cenc_segment<R: ReadAt + ?Sized>(
         sample_description_index: has_clear_entry.then_some(1),
         aux: Some(SampleAux { ivs: &ivs, subsamples: &maps }),
     };
-    let mut out = fmp4::segment_header(fmp4::OUTPUT_TRACK_ID, sequence, base_decode_time, samples, &opts)?;
-    out.append(&mut data);
-    Ok(out)
+    let head = fmp4::segment_header(fmp4::OUTPUT_TRACK_ID, sequence, base_decode_time, samples, &opts)?;
+    // Header and sample data stay two buffers (the response sends both): no copy to join them.
+    Ok(vec![Bytes::from(head), Bytes::from(data)])
 }
 
 /// An HLS AES-128 segment: the clear segment, encrypted whole with the envelope key.
@@ -279,10 +284,13 @@ pub fn aes128_segment<R: ReadAt + ?Sized>(
     samples: &[Sample],
 ) -> Result<Vec<u8>, ProtectError> {
     let data = read_samples(file, samples)?;
-    let mut clear =
+    let mut seg =
         fmp4::segment_header(fmp4::OUTPUT_TRACK_ID, sequence, base_decode_time, samples, &FragmentOptions::default())?;
-    clear.extend_from_slice(&data);
-    Ok(crypto::hls::encrypt_segment(key, segment_iv, &clear))
+    // Room for the PKCS#7 pad, so encrypting in place never reallocates.
+    seg.reserve(data.len().saturating_add(16));
+    seg.extend_from_slice(&data);
+    crypto::hls::encrypt_segment_in_place(key, segment_iv, &mut seg);
+    Ok(seg)
 }
 
 /// The 16-byte stream identity of a rendition of an asset, input of the IV derivation.
