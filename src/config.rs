@@ -1,6 +1,8 @@
 //! TOML configuration: raw serde shapes (unknown keys refused) → validated [`Config`], with every
 //! error reported at once and naming its field.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,6 +1,8 @@
 //! Keys and delivery policies: which protection variants an asset is served in, with which keys.
 //! Built from the validated configuration; looked up per request by asset id.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+
 pub mod b64;
 pub mod cpix;
 pub mod keyseed;
