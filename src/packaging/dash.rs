@@ -104,7 +104,7 @@ fn content_protection(x: &mut String, prot: &Protection, key: &crate::drm::Conte
         "      <ContentProtection schemeIdUri=\"urn:mpeg:dash:mp4protection:2011\" value=\"{}\" cenc:default_KID=\"{uuid}\"/>",
         prot.variant.suffix()
     );
-    let common_b64 = base64(&pssh::common(&[*kid]));
+    let common_b64 = crate::drm::b64::encode(&pssh::common(&[*kid]));
     for system in &prot.systems {
         match system {
             System::ClearKey => {
@@ -125,28 +125,6 @@ fn content_protection(x: &mut String, prot: &Protection, key: &crate::drm::Conte
     }
     // The W3C common pssh rides in the ClearKey descriptor and in the init segment; a separate
     // `1077efec` descriptor made dash.js pick it for ClearKey with a warning.
-}
-
-/// Standard padded base64 (MPD `cenc:pssh`, HLS data URIs).
-pub fn base64(data: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3).saturating_mul(4));
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk.first().copied().unwrap_or(0),
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for (i, shift) in [18u32, 12, 6, 0].iter().enumerate() {
-            if i <= chunk.len() {
-                out.push(char::from(A.get(((n >> shift) & 63) as usize).copied().unwrap_or(b'A')));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 fn representation(x: &mut String, r: &Rendition, variant: Variant) {
