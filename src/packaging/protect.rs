@@ -302,3 +302,76 @@ pub fn stream_id(asset: &str, rendition: &str) -> [u8; 16] {
     out[8..].copy_from_slice(&b.to_be_bytes());
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mp4::reader::boxes;
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    fn kid() -> KeyId {
+        KeyId::parse("8ba94ade-6eb9-449d-b44f-a5beefaf43b0").unwrap()
+    }
+
+    const IV16: [u8; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
+
+    #[test]
+    fn sinf_and_tenc_known_answers() {
+        // spec-notes §10.6: the full cenc sinf, and the cbcs tenc for video (1:9) and audio (0:0).
+        let mut cenc = Vec::new();
+        write_sinf(&mut cenc, AVC1, Variant::Cenc, TrackKind::Video, &kid(), None);
+        assert_eq!(
+            hex(&cenc),
+            "0000005073696e660000000c66726d6161766331000000147363686d0000000063656e630001000000000028736368690000002074656e6300000000000001088ba94ade6eb9449db44fa5beefaf43b0"
+        );
+        let tenc_cbcs_video =
+            "0000003174656e6301000000001901008ba94ade6eb9449db44fa5beefaf43b010000102030405060708090a0b0c0d0e0f";
+        let mut v = Vec::new();
+        write_sinf(&mut v, AVC1, Variant::Cbcs, TrackKind::Video, &kid(), Some(&IV16));
+        assert!(hex(&v).ends_with(tenc_cbcs_video), "{}", hex(&v));
+        let mut a = Vec::new();
+        write_sinf(&mut a, MP4A, Variant::Cbcs, TrackKind::Audio, &kid(), Some(&IV16));
+        assert!(hex(&a).ends_with(&tenc_cbcs_video.replacen("00190100", "00000100", 1)), "{}", hex(&a));
+        // Round trip: our own reader walks sinf → frma, schm, schi → tenc with the declared sizes.
+        let sinf = boxes(&v, FTYP).next().unwrap().unwrap();
+        let kinds: Vec<FourCC> = boxes(sinf.body, SINF).map(|b| b.unwrap().kind).collect();
+        assert_eq!(kinds, vec![FRMA, SCHM, SCHI]);
+    }
+
+    #[test]
+    fn senc_and_saiz_known_answers() {
+        // spec-notes §10.6: two samples, 8-byte IVs, subsamples (16,16)(16,16) and (5,496).
+        let samples = [
+            Sample { offset: 0, dts: 0, size: 64, duration: 1, cts: 0, sync: true },
+            Sample { offset: 64, dts: 1, size: 501, duration: 1, cts: 0, sync: false },
+        ];
+        let ivs = [[0u8, 1, 2, 3, 4, 5, 6, 7], [0u8, 1, 2, 3, 4, 5, 6, 8]];
+        let maps = vec![
+            vec![Subsample { clear: 16, protected: 16 }, Subsample { clear: 16, protected: 16 }],
+            vec![Subsample { clear: 5, protected: 496 }],
+        ];
+        let opts =
+            FragmentOptions { sample_description_index: None, aux: Some(SampleAux { ivs: &ivs, subsamples: &maps }) };
+        let head = fmp4::segment_header(1, 1, 0, &samples, &opts).unwrap();
+        let h = hex(&head);
+        let senc = "0000003673656e63000000020000000200010203040506070002001000000010001000000010000102030405060800010005000001f0";
+        let saiz = "000000137361697a0000000000000000021610";
+        assert!(h.contains(senc), "{h}");
+        assert!(h.contains(saiz), "{h}");
+        // saio points (relative to moof) at senc's first record; trun's data_offset past mdat's header.
+        let top: Vec<_> = boxes(&head[..head.len() - 8], FTYP).map(|b| b.unwrap()).collect();
+        let moof = top.iter().find(|b| b.kind == MOOF).unwrap();
+        let moof_start = moof.offset;
+        let senc_at = h.find(senc).unwrap() / 2;
+        let saio = h.find("7361696f").unwrap() / 2; // 'saio' fourcc
+        let saio_offset = u32::from_be_bytes(head[saio + 12..saio + 16].try_into().unwrap()) as usize;
+        assert_eq!(moof_start + saio_offset, senc_at + 16);
+        let moof_len = moof.header_len + moof.body.len();
+        let trun = h.find("7472756e").unwrap() / 2;
+        let data_offset = i32::from_be_bytes(head[trun + 12..trun + 16].try_into().unwrap()) as usize;
+        assert_eq!(data_offset, moof_len + 8);
+    }
+}
