@@ -18,3 +18,6 @@ pub mod license;
 pub mod mp4;
 pub mod packaging;
 pub mod storage;
+
+#[cfg(test)]
+mod test_rng;

@@ -341,13 +341,8 @@ fn mint_token(
 
 /// `3600`, `90s`, `15m`, `1h`, `2d` (and negatives, for expired test tokens) → seconds.
 fn parse_ttl(s: &str) -> Option<i64> {
-    let (num, mult) = match s.chars().last()? {
-        's' => (&s[..s.len() - 1], 1),
-        'm' => (&s[..s.len() - 1], 60),
-        'h' => (&s[..s.len() - 1], 3600),
-        'd' => (&s[..s.len() - 1], 86400),
-        _ => (s, 1),
-    };
+    let units = [('s', 1), ('m', 60), ('h', 3600), ('d', 86400)];
+    let (num, mult) = units.iter().find_map(|&(u, m)| s.strip_suffix(u).map(|n| (n, m))).unwrap_or((s, 1));
     num.parse::<i64>().ok()?.checked_mul(mult)
 }
 
