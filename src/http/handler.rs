@@ -391,7 +391,16 @@ fn allowed(policy: &Policy, variant: Variant, clear_init_or_lead: bool) -> Resul
 /// Resolves the keys of every rendition of `a` for `variant` under `policy` (creating auto keys
 /// on first use), and checks that each protected track can be protected correctly, so a protected
 /// manifest never lists a segment we would fail to produce.
-fn protection(drm: &Drm, policy: &Policy, a: &Asset, variant: Variant) -> Result<Protection, ServeError> {
+///
+/// `only`: a segment or init request needs just its rendition's key, and its builder checks the
+/// bitstream itself on a cache miss, so the per-rendition work is not repeated on every request.
+fn protection(
+    drm: &Drm,
+    policy: &Policy,
+    a: &Asset,
+    variant: Variant,
+    only: Option<&str>,
+) -> Result<Protection, ServeError> {
     let mut prot = Protection {
         variant,
         keys: Default::default(),
@@ -411,10 +420,12 @@ fn protection(drm: &Drm, policy: &Policy, a: &Asset, variant: Variant) -> Result
             prot.envelope = Some(drm.resolve(policy, &a.id, "envelope", spec).map_err(key_error)?);
         }
         Variant::Cenc | Variant::Cbcs => {
-            for r in &a.renditions {
+            for r in a.renditions.iter().filter(|r| only.is_none_or(|id| id == r.id)) {
                 let Some(t) = r.track() else { continue };
                 if let Some((class, spec)) = policy.class_of(t.kind, t.entry.height) {
-                    protect::check(t, variant)?;
+                    if only.is_none() {
+                        protect::check(t, variant)?;
+                    }
                     prot.keys.insert(r.id.clone(), drm.resolve(policy, &a.id, class, spec).map_err(key_error)?);
                 }
             }
@@ -476,7 +487,7 @@ async fn resource(
             if !policy.offers_dash(variant) {
                 return Err(ServeError::VariantNotOffered);
             }
-            let prot = protection(&drm, &policy, &a, variant)?;
+            let prot = protection(&drm, &policy, &a, variant, None)?;
             Ok(manifest(&a, format!("mpd/{variant}"), "application/dash+xml", &|| dash::mpd(&a, &prot)))
         }
         Route::Master { asset: id, variant } => {
@@ -488,7 +499,7 @@ async fn resource(
             if !policy.offers_hls(variant) {
                 return Err(ServeError::VariantNotOffered);
             }
-            let mut prot = protection(&drm, &policy, &a, variant)?;
+            let mut prot = protection(&drm, &policy, &a, variant, None)?;
             prot.hls_keyformat = keyformat;
             prot.token = token.clone();
             let kf = keyformat.map_or("", HlsKeyFormat::name);
@@ -506,7 +517,7 @@ async fn resource(
                 return Err(ServeError::VariantNotOffered);
             }
             let r = rendition(&a, rid)?;
-            let mut prot = protection(&drm, &policy, &a, *variant)?;
+            let mut prot = protection(&drm, &policy, &a, *variant, None)?;
             prot.hls_keyformat = keyformat;
             prot.token = token.clone();
             let kf = keyformat.map_or("", HlsKeyFormat::name);
@@ -530,7 +541,7 @@ async fn resource(
                 let init = fmp4::init_segment(&r.source.index.mvhd, track);
                 return Ok(segment_resource(app, r, track.kind, 0, *variant, vec![Bytes::from(init)]));
             }
-            let prot = protection(&drm, &policy, &a, *variant)?;
+            let prot = protection(&drm, &policy, &a, *variant, Some(rid))?;
             let key = prot.key(rid).ok_or(ServeError::VariantNotOffered)?.clone();
             let lead = prot.clear_lead;
             let cache_key = segment_key(&a, r, 0, *variant, key.kid, lead, generation);
@@ -567,7 +578,7 @@ async fn resource(
                 let chunks = fmp4::media_segment(seq, seg.dts, samples, &r.source.mapped)?;
                 return Ok(segment_resource(app, r, track.kind, *number, *variant, chunks));
             }
-            let prot = protection(&drm, &policy, &a, *variant)?;
+            let prot = protection(&drm, &policy, &a, *variant, Some(rid))?;
             let key = match variant {
                 Variant::Aes128 => prot.envelope.clone(),
                 _ => prot.key(rid).cloned(),
