@@ -61,6 +61,12 @@ struct RawAuth {
     #[serde(default)]
     tiers: BTreeMap<String, Vec<String>>,
     carry_token: Option<bool>,
+    jwks_url: Option<String>,
+    openid_discovery_url: Option<String>,
+    jwks_refresh_secs: Option<u64>,
+    jwks_timeout_secs: Option<u64>,
+    jwks_min_refresh_secs: Option<u64>,
+    jwks_ca_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for RawAuth {
@@ -68,6 +74,8 @@ impl std::fmt::Debug for RawAuth {
         f.debug_struct("RawAuth")
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
+            .field("jwks_url", &self.jwks_url)
+            .field("openid_discovery_url", &self.openid_discovery_url)
             .finish_non_exhaustive()
     }
 }
@@ -504,7 +512,7 @@ fn build_drm(raw: &Raw, errors: &mut Vec<String>, previous: Option<&Drm>) -> Drm
             drm.rules.push((pat, pol));
         }
     }
-    build_auth(&raw.auth, auth_needed, &policies, &mut drm, errors);
+    build_auth(&raw.auth, auth_needed, &policies, &mut drm, previous, errors);
     if store_needed || raw.keystore.seed.is_some() || raw.keystore.path.is_some() {
         let mode = match &raw.keystore.seed {
             Some(b64) => match crate::drm::b64::decode(b64.trim()) {
@@ -538,6 +546,7 @@ fn build_auth(
     needed: bool,
     policies: &BTreeMap<&str, Arc<Policy>>,
     drm: &mut Drm,
+    previous: Option<&Drm>,
     errors: &mut Vec<String>,
 ) {
     use crate::license::token::{hmac_key, keys_from_pem};
@@ -582,12 +591,15 @@ fn build_auth(
     if a.tier_claim.is_some() && a.tiers.is_empty() {
         errors.push("auth.tiers: tier_claim is set but no tier unlocks any policy".to_owned());
     }
-    if needed && keys.is_empty() {
+    let jwks = build_jwks(a, previous, errors);
+    if needed && keys.is_empty() && jwks.is_none() {
         errors.push(
-            "auth: a policy has key_delivery = \"token\" but no hmac_secret or public_keys is configured".to_owned(),
+            "auth: a policy has key_delivery = \"token\" but no hmac_secret, public_keys, jwks_url or \
+             openid_discovery_url is configured"
+                .to_owned(),
         );
     }
-    if keys.is_empty() {
+    if keys.is_empty() && jwks.is_none() {
         return;
     }
     let config = TokenConfig {
@@ -600,7 +612,58 @@ fn build_auth(
         tier_claim: a.tier_claim.clone(),
         tiers: a.tiers.clone(),
     };
-    drm.verifier = Some(Arc::new(Verifier { keys, config }));
+    drm.verifier = Some(Arc::new(Verifier { keys, jwks, config }));
+}
+
+/// `auth.jwks_url` / `auth.openid_discovery_url`: keys published by an identity provider. The
+/// previous configuration's key set is kept when the source is unchanged, so a reload neither
+/// refetches nor forgets the last good keys.
+fn build_jwks(a: &RawAuth, previous: Option<&Drm>, errors: &mut Vec<String>) -> Option<Arc<crate::license::Jwks>> {
+    use crate::license::{Jwks, JwksSource};
+    let (url, discovery, field) = match (&a.jwks_url, &a.openid_discovery_url) {
+        (None, None) => return None,
+        (Some(_), Some(_)) => {
+            errors.push("auth.jwks_url: set either jwks_url or openid_discovery_url, not both".to_owned());
+            return None;
+        }
+        (Some(u), None) => (u.clone(), false, "auth.jwks_url"),
+        (None, Some(u)) => (u.clone(), true, "auth.openid_discovery_url"),
+    };
+    let refresh = a.jwks_refresh_secs.unwrap_or(300);
+    if !(1..=86_400).contains(&refresh) {
+        errors.push(format!("auth.jwks_refresh_secs: {refresh} is not between 1 and 86400"));
+    }
+    let timeout = a.jwks_timeout_secs.unwrap_or(5);
+    if !(1..=60).contains(&timeout) {
+        errors.push(format!("auth.jwks_timeout_secs: {timeout} is not between 1 and 60"));
+    }
+    let min_refresh = a.jwks_min_refresh_secs.unwrap_or(crate::license::jwks::ON_DEMAND_MIN_INTERVAL.as_secs());
+    if min_refresh > 3600 {
+        errors.push(format!("auth.jwks_min_refresh_secs: {min_refresh} is over 3600"));
+    }
+    let source = JwksSource {
+        url,
+        discovery,
+        refresh: Duration::from_secs(refresh.clamp(1, 86_400)),
+        timeout: Duration::from_secs(timeout.clamp(1, 60)),
+        on_demand_min_interval: Duration::from_secs(min_refresh.min(3600)),
+        issuer: a.issuer.clone(),
+        ca_file: a.jwks_ca_file.clone(),
+    };
+    let reuse =
+        previous.and_then(|p| p.verifier.as_ref()).and_then(|v| v.jwks.clone()).filter(|j| j.source() == &source);
+    if reuse.is_some() {
+        return reuse;
+    }
+    match Jwks::new(source) {
+        Ok(j) => Some(Arc::new(j)),
+        Err(e) => {
+            let field =
+                if e.starts_with("cannot read CA") || e.contains("certificate") { "auth.jwks_ca_file" } else { field };
+            errors.push(format!("{field}: {e}"));
+            None
+        }
+    }
 }
 
 /// Prefixes an error (`field.path: reason`) with the line of the table or key it names.

@@ -400,6 +400,7 @@ fn serve(assets: Option<PathBuf>, config: Option<PathBuf>, listen: Option<String
             },
             cfg.drm.clone(),
         ));
+        app.prime_jwks().await;
         if let Some(path) = config_path.clone() {
             tokio::spawn(watch_config(app.clone(), path, overrides.clone(), cfg.rescan_interval));
         }

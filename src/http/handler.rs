@@ -94,6 +94,7 @@ impl App {
             .max_capacity(64 << 20)
             .build();
         let encrypt_permits = Arc::new(Semaphore::new(settings.max_concurrent_encryptions.max(1)));
+        start_jwks(&drm);
         App {
             store,
             settings,
@@ -102,6 +103,15 @@ impl App {
             manifests,
             encrypt_permits,
             metrics: Metrics::default(),
+        }
+    }
+
+    /// Loads the identity provider's keys once before the first request, if a JWKS is configured
+    /// and none was loaded yet.
+    pub async fn prime_jwks(&self) {
+        let (drm, _) = self.drm();
+        if let Some(j) = drm.verifier.as_ref().and_then(|v| v.jwks.clone()) {
+            j.prime().await;
         }
     }
 
@@ -166,6 +176,11 @@ impl App {
             "counter",
             m.body_bytes.load(Relaxed).to_string(),
         );
+        let (drm, _) = self.drm();
+        if let Some(j) = drm.verifier.as_ref().and_then(|v| v.jwks.as_ref()) {
+            line("origin_jwks_keys", "Signing keys of the last good JWKS.", "gauge", j.keys().len().to_string());
+            line("origin_jwks_refresh_failures_total", "Failed JWKS refreshes.", "counter", j.failures().to_string());
+        }
         x.push_str("# HELP origin_responses_total Responses by status class.\n# TYPE origin_responses_total counter\n");
         for (i, c) in m.responses.iter().enumerate().skip(1) {
             x.push_str(&format!("origin_responses_total{{class=\"{i}xx\"}} {}\n", c.load(Relaxed)));
@@ -189,11 +204,20 @@ impl App {
             Err(p) => p.into_inner(),
         };
         let next = g.1.saturating_add(1);
+        start_jwks(&drm);
         *g = (drm, next);
         self.manifests.invalidate_all();
         if let Some(c) = &self.segments {
             c.invalidate_all();
         }
+    }
+}
+
+/// Starts the JWKS refresher of a configuration (idempotent; a source kept across a reload keeps
+/// its one refresher).
+fn start_jwks(drm: &Drm) {
+    if let Some(j) = drm.verifier.as_ref().and_then(|v| v.jwks.as_ref()) {
+        j.start();
     }
 }
 
@@ -306,7 +330,7 @@ where
             Ok(c) => c.to_bytes(),
             Err(_) => return Ok(denied(&Denied::Forbidden("request_too_large"), StatusCode::PAYLOAD_TOO_LARGE)),
         };
-        return Ok(clearkey_license(app, req, &bytes));
+        return Ok(clearkey_license(app, req, &bytes).await);
     }
     if method != Method::GET && method != Method::HEAD {
         return Err(ServeError::Method);
@@ -327,7 +351,7 @@ where
         Route::Key { kid } => {
             fields.segment = "key".into();
             let (drm, _) = app.drm();
-            let claims = bearer(req).map(|t| verify(&drm, &t));
+            let claims = claims_of(&drm, req).await;
             let key = match decide(&drm, kid, claims.as_ref(), false) {
                 Decision::Deliver(k) => k,
                 Decision::Denied(d) => return Ok(denied(&d, StatusCode::OK)),
@@ -799,11 +823,19 @@ fn bearer(req: &http::request::Parts) -> Option<String> {
     query_param(req.uri.query(), "token")
 }
 
-fn verify(drm: &Drm, token: &str) -> Result<Claims, Denied> {
-    match &drm.verifier {
-        Some(v) => v.verify(token),
-        None => Err(Denied::Unauthorized("no_token_verification_configured")),
+/// Verifies a request's token; `None` when it brought none. A token naming a key id the
+/// identity provider has not published (yet) triggers one rate-limited JWKS refresh and a
+/// second look, so a provider that starts signing with a new key is followed at once.
+async fn claims_of(drm: &Drm, req: &http::request::Parts) -> Option<Result<Claims, Denied>> {
+    let token = bearer(req)?;
+    let Some(v) = &drm.verifier else { return Some(Err(Denied::Unauthorized("no_token_verification_configured"))) };
+    let first = v.verify(&token);
+    if let (Err(Denied::Unauthorized(reason)), Some(jwks)) = (&first, &v.jwks) {
+        if matches!(*reason, "unknown_key" | "no_verification_keys") && jwks.refresh_on_demand().await {
+            return Some(v.verify(&token));
+        }
     }
+    Some(first)
 }
 
 /// What to do with a request for one key.
@@ -888,13 +920,13 @@ fn bad_request(reason: &str) -> Response<Chunks> {
 
 /// `POST /.drm/clearkey`: the keys of the request that the caller is entitled to; 401/403 when
 /// none is (never more key material than the token unlocks).
-fn clearkey_license(app: &App, req: &http::request::Parts, body: &[u8]) -> Response<Chunks> {
+async fn clearkey_license(app: &App, req: &http::request::Parts, body: &[u8]) -> Response<Chunks> {
     let request = match clearkey::parse_request(body) {
         Ok(r) => r,
         Err(reason) => return bad_request(reason),
     };
     let (drm, _) = app.drm();
-    let claims = bearer(req).map(|t| verify(&drm, &t));
+    let claims = claims_of(&drm, req).await;
     let mut granted = Vec::new();
     let mut denial: Option<Denied> = None;
     for kid in &request.kids {

@@ -6,6 +6,9 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 pub mod clearkey;
+pub mod fetch;
+pub mod jwks;
 pub mod token;
 
+pub use jwks::{Jwks, JwksSource};
 pub use token::{Claims, Denied, TokenConfig, Verifier};

@@ -4,7 +4,8 @@
 //!   `none` and HS/RS confusion (an HS256 token "signed" with our RSA public key) never verify;
 //! * `exp` is required, `nbf` honoured, both with a small leeway; issuer compared exactly (a
 //!   trailing slash matters), audience required when configured;
-//! * a token naming a `kid` we do not have is refused (unknown key), not tried against others.
+//! * a token naming a `kid` nobody publishes is refused (unknown key), never tried against the
+//!   published keys of other ids; keys from the configuration file carry no id and verify any.
 
 use std::collections::BTreeMap;
 
@@ -73,8 +74,10 @@ pub struct TokenConfig {
 /// Verifies tokens against a set of keys.
 #[derive(Debug)]
 pub struct Verifier {
-    /// Keys (static, or the last good JWKS).
+    /// Keys from the configuration file (HMAC secret, PEM keys and certificates).
     pub keys: Vec<VerifyKey>,
+    /// Keys published by an identity provider (the last good JWKS).
+    pub jwks: Option<std::sync::Arc<super::jwks::Jwks>>,
     /// Rules.
     pub config: TokenConfig,
 }
@@ -93,18 +96,30 @@ impl Verifier {
             return Err(Denied::Unauthorized("malformed_token"));
         }
         let header = jsonwebtoken::decode_header(token).map_err(|_| Denied::Unauthorized("malformed_token"))?;
+        let published = self.jwks.as_ref().map(|j| j.keys()).unwrap_or_default();
+        let all: Vec<&VerifyKey> = self.keys.iter().chain(published.iter()).collect();
+        if all.is_empty() {
+            return Err(Denied::Unauthorized("no_verification_keys"));
+        }
+        let usable = |k: &&VerifyKey| k.algorithms.contains(&header.alg);
         let candidates: Vec<&VerifyKey> = match &header.kid {
-            Some(kid) if self.keys.iter().any(|k| k.kid.is_some()) => {
-                let named: Vec<&VerifyKey> = self.keys.iter().filter(|k| k.kid.as_deref() == Some(kid)).collect();
+            Some(kid) => {
+                let named: Vec<&VerifyKey> = all.iter().copied().filter(|k| k.kid.as_deref() == Some(kid)).collect();
                 if named.is_empty() {
-                    return Err(Denied::Unauthorized("unknown_key"));
+                    // A kid nobody publishes: only keys without one (from the configuration
+                    // file) may still verify it; without them it is an unknown key, never
+                    // tried against the published keys of other ids.
+                    let unkeyed: Vec<&VerifyKey> = all.iter().copied().filter(|k| k.kid.is_none()).collect();
+                    if unkeyed.is_empty() {
+                        return Err(Denied::Unauthorized("unknown_key"));
+                    }
+                    unkeyed.into_iter().filter(usable).collect()
+                } else {
+                    named.into_iter().filter(usable).collect()
                 }
-                named
             }
-            _ => self.keys.iter().collect(),
+            None => all.into_iter().filter(usable).collect(),
         };
-        let candidates: Vec<&VerifyKey> =
-            candidates.into_iter().filter(|k| k.algorithms.contains(&header.alg)).collect();
         if candidates.is_empty() {
             return Err(Denied::Unauthorized("algorithm_not_allowed"));
         }

@@ -9,9 +9,10 @@ Every refusal is checked for its status (401 no valid token / 403 valid but not 
 machine-readable reason; every grant for the exact key bytes and never a key the token does not
 unlock. A second server holding only the RSA public key judges HS/RS algorithm confusion.
 
-Static keys carry no `kid`, so the server ignores a token header's `kid` (it tries every key whose
-algorithm matches): the `unknown_key` reason needs published kids (JWKS), not implemented; the
-tests check that a foreign header kid neither grants with a bad signature nor breaks a good one.
+Static keys carry no `kid`, so the server ignores a token header's `kid` for them (it tries every
+key whose algorithm matches); the tests check that a foreign header kid neither grants with a bad
+signature nor breaks a good one. Published keys with ids (JWKS, `unknown_key`, rollover) are
+judged in test_jwks.py.
 """
 import base64
 import http.client

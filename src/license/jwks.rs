@@ -1,0 +1,394 @@
+//! Verification keys published by an identity provider: a JWKS document, found directly or
+//! through OpenID Connect discovery (`jwks_uri`), refreshed periodically.
+//!
+//! Rollover works the way providers do it: a new key appears in the document before tokens are
+//! signed with it, the old one stays until its tokens have expired. Every key of the current
+//! document verifies, so both generations pass during the overlap; once a key is gone from the
+//! document its tokens fail. A failed refresh (provider down, garbage, a document without one
+//! usable key) changes nothing: the last good keys stay. A token naming a `kid` we do not know
+//! triggers an early refresh, at most once per `on_demand_min_interval` (default
+//! [`ON_DEMAND_MIN_INTERVAL`]), so a provider that
+//! starts signing with a new key before our next periodic refresh is followed at once without
+//! letting anyone make us fetch in a loop.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde_json::Value;
+
+use super::fetch::{self, Target, Trust};
+use super::token::VerifyKey;
+
+/// Default least time between a refresh and one caused by an unknown `kid`.
+pub const ON_DEMAND_MIN_INTERVAL: Duration = Duration::from_secs(10);
+/// Retry delay after a failed periodic refresh (capped by the refresh interval).
+pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
+/// Smallest RSA modulus accepted from a JWKS, in bytes (2048 bits).
+const MIN_RSA_MODULUS: usize = 256;
+
+/// Where the keys come from, as configured. Two configurations with equal sources share one
+/// [`Jwks`] across a reload, so the last good keys survive it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwksSource {
+    /// The JWKS URL, or the OpenID discovery document's URL when `discovery` is set.
+    pub url: String,
+    /// `url` is a discovery document whose `jwks_uri` names the JWKS.
+    pub discovery: bool,
+    /// Periodic refresh interval.
+    pub refresh: Duration,
+    /// Deadline of one fetch.
+    pub timeout: Duration,
+    /// Least time between any refresh and one caused by an unknown `kid`.
+    pub on_demand_min_interval: Duration,
+    /// When set, a discovery document must name exactly this issuer.
+    pub issuer: Option<String>,
+    /// Extra trust anchors (PEM) for HTTPS.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Refresh bookkeeping.
+#[derive(Debug, Default)]
+struct Status {
+    last_attempt: Option<Instant>,
+    last_success: Option<Instant>,
+    last_ok: bool,
+}
+
+/// The keys of one source and their refresher.
+#[derive(Debug)]
+pub struct Jwks {
+    source: JwksSource,
+    target: Target,
+    trust: Trust,
+    keys: RwLock<Arc<Vec<VerifyKey>>>,
+    status: Mutex<Status>,
+    single: tokio::sync::Mutex<()>,
+    started: AtomicBool,
+    failures: AtomicU64,
+}
+
+impl Jwks {
+    /// Validates the source (URL, CA file); fetches nothing yet.
+    pub fn new(source: JwksSource) -> Result<Jwks, String> {
+        let target = Target::parse(&source.url).map_err(|e| e.to_string())?;
+        let ca = match &source.ca_file {
+            Some(p) => Some(std::fs::read(p).map_err(|e| format!("cannot read CA file {}: {e}", p.display()))?),
+            None => None,
+        };
+        let trust = Trust::new(ca.as_deref())?;
+        Ok(Jwks {
+            source,
+            target,
+            trust,
+            keys: RwLock::new(Arc::new(Vec::new())),
+            status: Mutex::new(Status::default()),
+            single: tokio::sync::Mutex::new(()),
+            started: AtomicBool::new(false),
+            failures: AtomicU64::new(0),
+        })
+    }
+
+    /// The source this was built from.
+    pub fn source(&self) -> &JwksSource {
+        &self.source
+    }
+
+    /// The last good keys (empty until the first successful fetch).
+    pub fn keys(&self) -> Arc<Vec<VerifyKey>> {
+        match self.keys.read() {
+            Ok(k) => k.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Failed refreshes so far.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    fn status(&self) -> std::sync::MutexGuard<'_, Status> {
+        match self.status.lock() {
+            Ok(s) => s,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Fetches the document now and installs its keys; on failure the last good keys stay.
+    pub async fn refresh(&self) -> Result<usize, String> {
+        let _one = self.single.lock().await;
+        self.refresh_locked().await
+    }
+
+    /// Refresh because a token named a `kid` we do not have (or we have no key at all). Returns
+    /// whether the keys may have changed since the caller looked, so that verifying again is
+    /// worth it.
+    pub async fn refresh_on_demand(&self) -> bool {
+        let asked = Instant::now();
+        let _one = self.single.lock().await;
+        let last = self.status().last_attempt;
+        match last {
+            // Someone refreshed while we waited for the lock.
+            Some(t) if t >= asked => true,
+            Some(t) if t.elapsed() < self.source.on_demand_min_interval => false,
+            _ => self.refresh_locked().await.is_ok(),
+        }
+    }
+
+    async fn refresh_locked(&self) -> Result<usize, String> {
+        self.status().last_attempt = Some(Instant::now());
+        let result = self.fetch_keys().await;
+        let mut status = self.status();
+        match result {
+            Ok((keys, skipped)) => {
+                status.last_success = Some(Instant::now());
+                status.last_ok = true;
+                drop(status);
+                let n = keys.len();
+                self.install(keys, &skipped);
+                Ok(n)
+            }
+            Err(e) => {
+                status.last_ok = false;
+                drop(status);
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                let kept = self.keys().len();
+                tracing::warn!(url = %self.source.url, error = %e, kept_keys = kept, "JWKS refresh failed; the last good keys stay in force");
+                Err(e)
+            }
+        }
+    }
+
+    async fn fetch_keys(&self) -> Result<(Vec<VerifyKey>, Vec<String>), String> {
+        let deadline = self.source.timeout;
+        let jwks_target = if self.source.discovery {
+            let body = fetch::get(&self.target, &self.trust, deadline).await.map_err(|e| format!("discovery: {e}"))?;
+            let uri = parse_discovery(&body, self.source.issuer.as_deref())?;
+            self.target.join(&uri).map_err(|e| format!("discovery: {e}"))?
+        } else {
+            self.target.clone()
+        };
+        let body = fetch::get(&jwks_target, &self.trust, deadline).await.map_err(|e| format!("JWKS: {e}"))?;
+        parse_jwks(&body)
+    }
+
+    fn install(&self, keys: Vec<VerifyKey>, skipped: &[String]) {
+        let kids = |v: &[VerifyKey]| -> BTreeSet<String> {
+            v.iter().map(|k| k.kid.clone().unwrap_or_else(|| "(no kid)".to_owned())).collect()
+        };
+        let before = kids(&self.keys());
+        let after = kids(&keys);
+        if before != after {
+            // Key ids are public (they are in every token header): safe to log.
+            let added: Vec<&String> = after.difference(&before).collect();
+            let removed: Vec<&String> = before.difference(&after).collect();
+            tracing::info!(url = %self.source.url, keys = after.len(), ?added, ?removed, "JWKS signing keys changed");
+            for s in skipped {
+                tracing::warn!(url = %self.source.url, "JWKS key ignored: {s}");
+            }
+        }
+        match self.keys.write() {
+            Ok(mut k) => *k = Arc::new(keys),
+            Err(p) => *p.into_inner() = Arc::new(keys),
+        }
+    }
+
+    /// When the next periodic refresh is due.
+    fn next_due(&self) -> Instant {
+        let s = self.status();
+        match s.last_attempt {
+            None => Instant::now(),
+            Some(t) if s.last_ok => t + self.source.refresh,
+            Some(t) => t + self.source.refresh.min(RETRY_AFTER_FAILURE),
+        }
+    }
+
+    /// Starts the periodic refresher on the current tokio runtime (once; no runtime, no-op).
+    /// The task holds only a weak reference: it ends when the configuration using this source
+    /// is replaced by one that does not.
+    pub fn start(self: &Arc<Self>) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
+        if self.started.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        rt.spawn(async move {
+            loop {
+                let due = match weak.upgrade() {
+                    Some(j) => j.next_due(),
+                    None => return,
+                };
+                tokio::time::sleep_until(due.into()).await;
+                let Some(j) = weak.upgrade() else { return };
+                if j.next_due() <= Instant::now() {
+                    let _ = j.refresh().await;
+                }
+            }
+        });
+    }
+
+    /// Fetches once if no fetch succeeded yet (at start, so the first tokens find keys).
+    pub async fn prime(&self) {
+        if self.status().last_success.is_none() {
+            match self.refresh().await {
+                Ok(n) => tracing::info!(url = %self.source.url, keys = n, "JWKS loaded"),
+                Err(_) => {
+                    tracing::warn!(url = %self.source.url, "no JWKS keys yet: token requests are refused until a refresh succeeds")
+                }
+            }
+        }
+    }
+}
+
+/// The `jwks_uri` of an OpenID Connect discovery document, after checking its issuer.
+pub fn parse_discovery(body: &[u8], issuer: Option<&str>) -> Result<String, String> {
+    let doc: Value = serde_json::from_slice(body).map_err(|e| format!("discovery document is not JSON: {e}"))?;
+    if let Some(want) = issuer {
+        match doc.get("issuer").and_then(Value::as_str) {
+            Some(got) if got == want => {}
+            Some(got) => {
+                return Err(format!("discovery document names issuer '{got}', auth.issuer is '{want}' (exact match)"))
+            }
+            None => return Err("discovery document has no issuer".to_owned()),
+        }
+    }
+    doc.get("jwks_uri")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| "discovery document has no jwks_uri".to_owned())
+}
+
+/// The usable signature keys of a JWKS document, and why the others were left out. RSA keys
+/// (2048 bits or more) verify RS256/PS256 and EC P-256 keys ES256, or only their `alg` when
+/// they name one; encryption keys and symmetric keys are never taken from a published document.
+pub fn parse_jwks(body: &[u8]) -> Result<(Vec<VerifyKey>, Vec<String>), String> {
+    let doc: Value = serde_json::from_slice(body).map_err(|e| format!("JWKS is not JSON: {e}"))?;
+    let list = doc.get("keys").and_then(Value::as_array).ok_or("JWKS has no \"keys\" array")?;
+    let mut keys = Vec::new();
+    let mut skipped = Vec::new();
+    for (i, jwk) in list.iter().enumerate() {
+        let kid = jwk.get("kid").and_then(Value::as_str).map(str::to_owned);
+        let name = kid.clone().map_or_else(|| format!("keys[{i}]"), |k| format!("kid '{k}'"));
+        match one_key(jwk) {
+            Ok((key, algorithms)) => keys.push(VerifyKey { kid, key, algorithms }),
+            Err(why) => skipped.push(format!("{name}: {why}")),
+        }
+    }
+    if keys.is_empty() {
+        return Err(format!("JWKS has no usable signature key ({})", skipped.join("; ")));
+    }
+    Ok((keys, skipped))
+}
+
+fn one_key(jwk: &Value) -> Result<(DecodingKey, Vec<Algorithm>), String> {
+    let s = |name: &str| jwk.get(name).and_then(Value::as_str);
+    if let Some(u) = s("use") {
+        if u != "sig" {
+            return Err(format!("use is '{u}', not 'sig'"));
+        }
+    }
+    let alg = s("alg");
+    let restrict = |family: &[Algorithm]| -> Result<Vec<Algorithm>, String> {
+        match alg {
+            None => Ok(family.to_vec()),
+            Some(a) => {
+                let parsed: Algorithm = a.parse().map_err(|_| format!("unknown alg '{a}'"))?;
+                if family.contains(&parsed) {
+                    Ok(vec![parsed])
+                } else {
+                    Err(format!("alg '{a}' does not fit the key type"))
+                }
+            }
+        }
+    };
+    match s("kty") {
+        Some("RSA") => {
+            let (n, e) = s("n").zip(s("e")).ok_or("RSA key without n or e")?;
+            let modulus = crate::drm::b64::decode_url(n).ok_or("n is not base64url")?;
+            let significant = modulus.iter().skip_while(|b| **b == 0).count();
+            if significant < MIN_RSA_MODULUS {
+                return Err(format!("RSA modulus of {} bits, under 2048", significant.saturating_mul(8)));
+            }
+            let algorithms = restrict(&[Algorithm::RS256, Algorithm::PS256])?;
+            let key = DecodingKey::from_rsa_components(n, e).map_err(|e| format!("bad RSA key: {e}"))?;
+            Ok((key, algorithms))
+        }
+        Some("EC") => {
+            if s("crv") != Some("P-256") {
+                return Err(format!("curve {:?} is not P-256", s("crv").unwrap_or("(none)")));
+            }
+            let (x, y) = s("x").zip(s("y")).ok_or("EC key without x or y")?;
+            let coordinate_ok = |c: &str| crate::drm::b64::decode_url(c).is_some_and(|b| b.len() == 32);
+            if !coordinate_ok(x) || !coordinate_ok(y) {
+                return Err("P-256 coordinates are not 32 bytes of base64url".to_owned());
+            }
+            let algorithms = restrict(&[Algorithm::ES256])?;
+            let key = DecodingKey::from_ec_components(x, y).map_err(|e| format!("bad EC key: {e}"))?;
+            Ok((key, algorithms))
+        }
+        Some("oct") => Err("symmetric keys are not taken from a published JWKS".to_owned()),
+        Some(other) => Err(format!("key type '{other}' is not supported (RSA, EC P-256)")),
+        None => Err("no kty".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discovery_issuer_must_match_exactly() {
+        let doc = br#"{"issuer":"https://idp.test/","jwks_uri":"https://idp.test/keys"}"#;
+        assert_eq!(parse_discovery(doc, Some("https://idp.test/")).unwrap(), "https://idp.test/keys");
+        assert!(parse_discovery(doc, Some("https://idp.test")).unwrap_err().contains("exact"));
+        assert_eq!(parse_discovery(doc, None).unwrap(), "https://idp.test/keys");
+        assert!(parse_discovery(b"{\"issuer\":\"x\"}", None).is_err());
+        assert!(parse_discovery(b"<html>", None).is_err());
+    }
+
+    #[test]
+    fn unusable_keys_are_skipped_with_a_reason() {
+        let doc = br#"{"keys":[
+            {"kty":"oct","kid":"s","k":"AAAA"},
+            {"kty":"RSA","kid":"small","n":"AQAB","e":"AQAB"},
+            {"kty":"EC","kid":"p384","crv":"P-384","x":"AA","y":"AA"},
+            {"kty":"RSA","kid":"enc","use":"enc","n":"AQAB","e":"AQAB"},
+            {"kty":"OKP","kid":"ed","crv":"Ed25519","x":"AA"}
+        ]}"#;
+        let e = parse_jwks(doc).unwrap_err();
+        for kid in ["'s'", "'small'", "'p384'", "'enc'", "'ed'"] {
+            assert!(e.contains(kid), "{e}");
+        }
+        assert!(parse_jwks(b"{}").is_err());
+        assert!(parse_jwks(b"not json").is_err());
+    }
+
+    #[test]
+    fn rsa_and_ec_keys_are_taken() {
+        // A 2048-bit modulus (any odd value will do for parsing) and a P-256 point's coordinates.
+        let n = crate::drm::b64::encode_url(&[0xC5; 256]);
+        let xy = crate::drm::b64::encode_url(&[7; 32]);
+        let doc = format!(
+            r#"{{"keys":[{{"kty":"RSA","kid":"r","use":"sig","n":"{n}","e":"AQAB"}},
+                {{"kty":"RSA","kid":"p","alg":"PS256","n":"{n}","e":"AQAB"}},
+                {{"kty":"RSA","kid":"bad","alg":"ES256","n":"{n}","e":"AQAB"}},
+                {{"kty":"EC","kid":"e","crv":"P-256","x":"{xy}","y":"{xy}"}}]}}"#
+        );
+        let (keys, skipped) = parse_jwks(doc.as_bytes()).unwrap();
+        let got: Vec<(Option<&str>, &[Algorithm])> =
+            keys.iter().map(|k| (k.kid.as_deref(), k.algorithms.as_slice())).collect();
+        assert_eq!(
+            got,
+            vec![
+                (Some("r"), &[Algorithm::RS256, Algorithm::PS256][..]),
+                (Some("p"), &[Algorithm::PS256][..]),
+                (Some("e"), &[Algorithm::ES256][..]),
+            ]
+        );
+        assert_eq!(skipped.len(), 1);
+        assert!(skipped[0].contains("'bad'"), "{skipped:?}");
+    }
+}
