@@ -41,6 +41,16 @@ struct Raw {
     keystore: RawKeyStore,
     #[serde(default)]
     auth: RawAuth,
+    #[serde(default)]
+    player: RawPlayer,
+}
+
+/// `[player]`: the demo page `/player/{asset}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlayer {
+    enabled: Option<bool>,
+    script: Option<PathBuf>,
 }
 
 #[derive(Default, Deserialize)]
@@ -206,6 +216,8 @@ pub struct Config {
     pub encrypted_cache_bytes: u64,
     /// Encryptions running at once (further requests wait).
     pub max_concurrent_encryptions: usize,
+    /// shaka-player's library for the demo page (`None`: the page is off).
+    pub player_script: Option<PathBuf>,
     /// Keys, policies and asset rules.
     pub drm: Arc<Drm>,
 }
@@ -319,6 +331,9 @@ impl Config {
             max_connections,
             encrypted_cache_bytes: cache_mb.saturating_mul(1 << 20),
             max_concurrent_encryptions: max_enc,
+            player_script: raw.player.enabled.unwrap_or(true).then(|| {
+                raw.player.script.clone().unwrap_or_else(|| PathBuf::from(crate::http::player::DEFAULT_SCRIPT))
+            }),
             drm: Arc::new(drm),
         })
     }

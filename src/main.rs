@@ -397,6 +397,7 @@ fn serve(assets: Option<PathBuf>, config: Option<PathBuf>, listen: Option<String
                 cache_control_manifests: cfg.cache_control_manifests.clone(),
                 encrypted_cache_bytes: cfg.encrypted_cache_bytes,
                 max_concurrent_encryptions: cfg.max_concurrent_encryptions,
+                player_script: cfg.player_script.clone(),
             },
             cfg.drm.clone(),
         ));

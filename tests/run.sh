@@ -21,3 +21,6 @@ python3 -m pytest -q tests/e2e
 
 step "browser playback (headless Chromium)"
 node tests/browser/run.mjs
+
+step "demo player page (headless Chromium)"
+node tests/browser/player_page.mjs

@@ -47,6 +47,9 @@ pub enum ServeError {
     /// Not GET, HEAD or OPTIONS.
     #[error("method not allowed")]
     Method,
+    /// The demo player is disabled, or its library is not installed (reason logged).
+    #[error("demo player unavailable: {0}")]
+    Player(String),
 }
 
 impl From<ProtectError> for ServeError {
@@ -73,11 +76,12 @@ impl ServeError {
             ServeError::Segment(_) => (StatusCode::SERVICE_UNAVAILABLE, "segment unavailable\n"),
             ServeError::Protect(_) => (StatusCode::SERVICE_UNAVAILABLE, "protected output unavailable\n"),
             ServeError::Method => (StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
+            ServeError::Player(_) => (StatusCode::NOT_FOUND, "demo player not available on this origin\n"),
         }
     }
 
     /// Whether the failure is worth a warning (the operator must act) rather than a debug line.
     pub fn is_operator_problem(&self) -> bool {
-        matches!(self, ServeError::Protect(_) | ServeError::Segment(_))
+        matches!(self, ServeError::Protect(_) | ServeError::Segment(_) | ServeError::Player(_))
     }
 }

@@ -10,8 +10,9 @@ use tokio::sync::Semaphore;
 
 use super::body::Chunks;
 use super::error::ServeError;
+use super::player;
 use super::range::{self, RangeOutcome};
-use super::routes::{self, Route};
+use super::routes::{self, PlayerFile, Route};
 use crate::crypto::KeyId;
 use crate::drm::{Drm, Policy, Variant};
 use crate::index::TrackKind;
@@ -35,6 +36,8 @@ pub struct HttpSettings {
     pub encrypted_cache_bytes: u64,
     /// Encryptions running at once.
     pub max_concurrent_encryptions: usize,
+    /// shaka-player's library for the demo page; `None`: the demo page is off.
+    pub player_script: Option<std::path::PathBuf>,
 }
 
 /// Identity of a protected segment in the cache: the source file version, the stream, the
@@ -378,8 +381,15 @@ where
             let token = query_param(req.uri.query(), "token")
                 .filter(|t| drm.carry_token && !t.is_empty() && t.len() <= 4096)
                 .filter(|t| t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_'));
+            let page = matches!(route, Route::Player { .. });
             let resource = resource(app, &route, keyformat, token, fields).await?;
-            Ok(send(req, resource))
+            let mut r = send(req, resource);
+            if page {
+                let h = r.headers_mut();
+                h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(player::CSP));
+                h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+            }
+            Ok(r)
         }
     }
 }
@@ -498,6 +508,37 @@ async fn resource(
     };
     match route {
         Route::Health | Route::Metrics | Route::Key { .. } | Route::ClearKeyLicense => Err(ServeError::UnknownAsset),
+        Route::Player { asset: id } => {
+            fields.asset = id.clone();
+            if app.settings.player_script.is_none() {
+                return Err(ServeError::Player("player.enabled = false".to_owned()));
+            }
+            asset(app, id)?;
+            let (body, etag, modified) = player::embedded(player::PAGE);
+            let body = Chunks::new(vec![body]);
+            Ok(Resource {
+                body,
+                content_type: "text/html; charset=utf-8",
+                etag,
+                modified,
+                cache_control: "no-cache".into(),
+            })
+        }
+        Route::PlayerFile(file) => {
+            let Some(script) = app.settings.player_script.clone() else {
+                return Err(ServeError::Player("player.enabled = false".to_owned()));
+            };
+            let (body, etag, modified) = match file {
+                PlayerFile::App => player::embedded(player::APP_JS),
+                PlayerFile::Shaka => tokio::task::spawn_blocking(move || player::library(&script))
+                    .await
+                    .map_err(|e| ServeError::Player(e.to_string()))?
+                    .map_err(|e| ServeError::Player(e.to_string()))?,
+            };
+            let body = Chunks::new(vec![body]);
+            let content_type = "text/javascript; charset=utf-8";
+            Ok(Resource { body, content_type, etag, modified, cache_control: "no-cache".into() })
+        }
         Route::Mpd { asset: id, variant } => {
             fields.asset = id.clone();
             let a = asset(app, id)?;

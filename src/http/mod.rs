@@ -8,6 +8,7 @@ pub mod body;
 pub mod error;
 pub mod handler;
 pub mod idle;
+pub mod player;
 pub mod range;
 pub mod routes;
 pub mod server;

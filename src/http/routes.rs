@@ -66,6 +66,22 @@ pub enum Route {
     Health,
     /// `/metrics` (Prometheus)
     Metrics,
+    /// `/player/{asset}`: the demo player page.
+    Player {
+        /// Asset id.
+        asset: String,
+    },
+    /// `/.player/{file}`: the demo page's own script, or the player library.
+    PlayerFile(PlayerFile),
+}
+
+/// Files the demo player page loads from the origin (no CDN at run time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlayerFile {
+    /// The page's script (embedded in the binary).
+    App,
+    /// shaka-player's compiled library (read from `player.script`).
+    Shaka,
 }
 
 /// Why a path was refused.
@@ -99,6 +115,11 @@ pub fn parse(path: &str) -> Result<Route, RouteError> {
     if let Some(kid) = rest.strip_prefix(".drm/key/") {
         return KeyId::parse(kid).filter(|_| kid.len() == 32).map(|kid| Route::Key { kid }).ok_or(RouteError::NotFound);
     }
+    match rest {
+        ".player/app.js" => return Ok(Route::PlayerFile(PlayerFile::App)),
+        ".player/shaka-player.js" => return Ok(Route::PlayerFile(PlayerFile::Shaka)),
+        _ => {}
+    }
     let mut segments = Vec::new();
     for raw in rest.split('/') {
         let seg = decode(raw)?;
@@ -113,6 +134,19 @@ pub fn parse(path: &str) -> Result<Route, RouteError> {
         }
         segments.push(seg);
     }
+    let media = media_route(&segments);
+    // `/player/{asset}` is the demo page, unless the path names media of an asset that happens
+    // to be called `player` (media URLs end in a manifest, playlist or segment file name).
+    if let (Err(RouteError::NotFound), Some((first, asset))) = (&media, segments.split_first()) {
+        if first == "player" && !asset.is_empty() {
+            return Ok(Route::Player { asset: asset.join("/") });
+        }
+    }
+    media
+}
+
+/// Manifest, playlist and segment URLs: `/{asset…}/{file}` and `/{asset…}/{rendition}/{file}`.
+fn media_route(segments: &[String]) -> Result<Route, RouteError> {
     let (file, dirs) = segments.split_last().ok_or(RouteError::NotFound)?;
     let join = |parts: &[String]| -> Result<String, RouteError> {
         if parts.is_empty() {
@@ -236,6 +270,21 @@ mod tests {
         ] {
             assert_eq!(parse(p), Err(RouteError::NotFound), "{p}");
         }
+    }
+
+    #[test]
+    fn player_page_never_shadows_media() {
+        assert_eq!(parse("/player/multi"), Ok(Route::Player { asset: "multi".into() }));
+        assert_eq!(parse("/player/kids/cartoon"), Ok(Route::Player { asset: "kids/cartoon".into() }));
+        assert_eq!(parse("/player/my.movie"), Ok(Route::Player { asset: "my.movie".into() }));
+        // An asset called `player` keeps its media URLs.
+        assert_eq!(parse("/player/manifest.mpd"), Ok(Route::Mpd { asset: "player".into(), variant: None }));
+        assert!(matches!(parse("/player/v1/3.m4s"), Ok(Route::Segment { .. })));
+        assert_eq!(parse("/player"), Err(RouteError::NotFound));
+        assert_eq!(parse("/player/../etc"), Err(RouteError::BadPath("dot segment")));
+        assert_eq!(parse("/.player/app.js"), Ok(Route::PlayerFile(PlayerFile::App)));
+        assert_eq!(parse("/.player/shaka-player.js"), Ok(Route::PlayerFile(PlayerFile::Shaka)));
+        assert!(matches!(parse("/.player/other.js"), Err(RouteError::BadPath(_)) | Err(RouteError::NotFound)));
     }
 
     #[test]

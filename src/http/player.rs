@@ -1,0 +1,52 @@
+//! The demo player page (`/player/{asset}`) and the files it loads from the origin: its own
+//! script, embedded in the binary, and shaka-player's compiled library, read from the file the
+//! configuration names (`player.script`; npm's `shaka-player` package, installed by
+//! `scripts/setup.sh`). Nothing is fetched from a CDN at run time.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+
+use crate::storage::fnv1a;
+
+/// The page. Static: the script reads the asset id, protocol, variant and token from its URL.
+pub const PAGE: &str = include_str!("player/index.html");
+/// The page's script.
+pub const APP_JS: &str = include_str!("player/app.js");
+/// Where `scripts/setup.sh` installs shaka-player, relative to the working directory.
+pub const DEFAULT_SCRIPT: &str = "tests/browser/node_modules/shaka-player/dist/shaka-player.compiled.js";
+
+/// The page's Content-Security-Policy: scripts from the origin only, media through MSE (`blob:`);
+/// manifests, segments and licenses may come from elsewhere when the operator configured
+/// external license URLs.
+pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+     media-src 'self' blob: data:; connect-src *; img-src 'self' data:; object-src 'none'; base-uri 'none'; \
+     frame-ancestors 'self'";
+
+/// An embedded file: body, strong ETag, and the time the process started (its Last-Modified).
+pub fn embedded(text: &'static str) -> (Bytes, String, SystemTime) {
+    static STARTED: OnceLock<SystemTime> = OnceLock::new();
+    let started = *STARTED.get_or_init(SystemTime::now);
+    (Bytes::from_static(text.as_bytes()), format!("\"p{:016x}\"", fnv1a(&[text.as_bytes()])), started)
+}
+
+/// Why the player library cannot be served (logged with the path; the client sees 404).
+#[derive(Debug, thiserror::Error)]
+#[error("player library {path}: {error} (run `npm ci --prefix tests/browser`, or set player.script)")]
+pub struct MissingLibrary {
+    path: PathBuf,
+    error: std::io::Error,
+}
+
+/// Reads the player library: body, ETag from size and mtime, mtime.
+pub fn library(path: &Path) -> Result<(Bytes, String, SystemTime), MissingLibrary> {
+    let fail = |error| MissingLibrary { path: path.to_owned(), error };
+    let meta = std::fs::metadata(path).map_err(fail)?;
+    let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+    let body = std::fs::read(path).map_err(fail)?;
+    let secs = modified.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let etag = format!("\"l{:x}-{:x}\"", body.len(), secs);
+    Ok((Bytes::from(body), etag, modified))
+}
