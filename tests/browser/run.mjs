@@ -27,12 +27,20 @@
 //     16 bytes), no MediaKeys.
 // A negative case plays DASH cenc with a wrong video key: it must NOT play cleanly.
 // License cases (`*-token*`) run against a third origin started with tests/browser/license.toml
-// (key_delivery = "token"): shaka-player gets the origin's own POST /.drm/clearkey as its ClearKey
-// license server (absolute URL: the page is on another port) and a request filter adding
-// `Authorization: Bearer <JWT>` (minted by `drm-origin token`). With an entitled token it must
-// play as a cenc case does, the license POST answered 200 with the video and audio KIDs; with a
-// token lacking the required group the license must be refused (403) and playback fail (shaka
-// 6007 LICENSE_REQUEST_FAILED) without a decoded frame.
+// (key_delivery = "token"; tokens minted by `drm-origin token`: entitled, valid without the
+// group, expired an hour ago, or none at all). The player's ClearKey license server is the
+// origin's own POST /.drm/clearkey (absolute URL: the page is on another port), the JWT sent as
+// `Authorization: Bearer` (shaka request filter, dash.js httpRequestHeaders, hls.js
+// licenseXhrSetup) or, for "none", no Authorization header: DASH cenc with shaka-player,
+// HLS cbcs (?keyformat=clearkey) with hls.js. shaka-player reads no
+// KEYFORMAT="org.w3.clearkey" in HLS (its HLS parser has no ClearKey key format), so its HLS
+// cases carry the token in the master URL into the identity key URIs (/.drm/key/<kid>?token=…).
+//   entitled: plays as a cenc / cbcs case does, every KID licensed by a request answered 200.
+//   refused (no group -> 403 missing_required_claim, expired -> 401 expired, none -> 401
+//   missing_token): every license request reached the origin, was answered with exactly that
+//   status and reason, carried a Bearer header (key URI token) exactly when the case has one; the
+//   player reported the refusal with that status (shaka 6007 / 1001, dash.js 114, hls.js
+//   keySystemLicenseRequestFailed) and no video frame was decoded.
 //
 // Environment:
 //   DRM_ORIGIN_BIN      server binary (default <repo>/target/release/drm-origin)
@@ -43,7 +51,7 @@
 //   CASE_TIMEOUT_MS     per-case timeout (default 30000)
 //   STALL_MS            fail a case whose clock stands still this long with data buffered ahead
 //                       (default 10000)
-//   NEGATIVE_TIMEOUT_MS timeout of the wrong-key case (default 12000)
+//   NEGATIVE_TIMEOUT_MS timeout of the wrong-key and refused-license cases (default 12000)
 //   VERBOSE=1           print diagnostics for passing cases too
 
 import { spawn, spawnSync } from 'node:child_process';
@@ -97,15 +105,37 @@ for (const asset of ['multi', 'progressive']) {
 // HLS cenc (METHOD=SAMPLE-AES-CTR, non-RFC but read by both players): one asset is enough.
 CASES.push({ name: 'hls-cenc-hlsjs-multi', player: 'hlsjs', asset: 'multi', manifest: 'master.cenc.m3u8', variant: 'cenc', keys: 'license' });
 CASES.push({ name: 'hls-cenc-shaka-multi', player: 'shaka', asset: 'multi', manifest: 'master.cenc.m3u8', variant: 'cenc', keys: 'origin' });
-// License service of the origin (license.toml): an entitled token plays, one without the group does not.
-CASES.push({ name: 'dash-cenc-shaka-multi-token', player: 'shaka', asset: 'multi', manifest: 'manifest.mpd',
-  variant: 'cenc', keys: 'token', token: 'entitled' });
-CASES.push({ name: 'dash-cenc-shaka-multi-token-nogroup', player: 'shaka', asset: 'multi', manifest: 'manifest.mpd',
-  variant: 'cenc', keys: 'token', token: 'nogroup', licenseDenied: 403 });
+// License service of the origin (license.toml): the player's ClearKey license server is the
+// origin's POST /.drm/clearkey. token: which `Authorization: Bearer` the license requests carry —
+//   'entitled' : groups=entitled, valid for 1 h                       -> plays
+//   'nogroup'  : valid, but groups=basic                              -> 403 missing_required_claim
+//   'expired'  : groups=entitled, expired an hour ago (beyond leeway) -> 401 expired
+//   'none'     : no Authorization header at all                       -> 401 missing_token
+// DASH cenc for shaka-player; HLS cbcs for hls.js (?keyformat=clearkey, as in the hls.js cbcs
+// case: hls.js needs the org.w3.clearkey key lines).
+const DENIED = {
+  nogroup: { status: 403, reason: 'missing_required_claim' },
+  expired: { status: 401, reason: 'expired' },
+  none: { status: 401, reason: 'missing_token' },
+};
+for (const [proto, player, manifest, variant] of [
+  ['dash', 'shaka', 'manifest.mpd', 'cenc'],
+  ['hls', 'hlsjs', 'master.cbcs.m3u8?keyformat=clearkey', 'cbcs'],
+]) {
+  for (const token of ['entitled', 'nogroup', 'expired', 'none']) {
+    CASES.push({ name: `${proto}-${variant}-${player}-multi-token${token === 'entitled' ? '' : '-' + token}`,
+      player, asset: 'multi', manifest, variant, keys: 'token', token, licenseDenied: DENIED[token] || null });
+  }
+}
 // HLS with the token in the master URL: the origin writes it into the child playlist and key URIs,
 // and shaka fetches the raw keys from /.drm/key/<kid>?token=… (KEYFORMAT="identity").
 CASES.push({ name: 'hls-cbcs-shaka-multi-token', player: 'shaka', asset: 'multi', manifest: 'master.cbcs.m3u8',
   variant: 'cbcs', keys: 'origin', manifestToken: 'entitled' });
+// The same with a refused token: the raw-key GETs are refused as a license POST is.
+for (const token of ['nogroup', 'expired', 'none']) {
+  CASES.push({ name: `hls-cbcs-shaka-multi-token-${token}`, player: 'shaka', asset: 'multi', manifest: 'master.cbcs.m3u8',
+    variant: 'cbcs', keys: 'origin', manifestToken: token, licenseDenied: DENIED[token] });
+}
 // Negative: the right KIDs, but the video key is wrong. Must not play cleanly (see checkNegative).
 CASES.push({ name: 'dash-cenc-shaka-multi-wrongkey', player: 'shaka', asset: 'multi', manifest: 'manifest.cenc.mpd',
   variant: 'cenc', keys: 'direct', wrongVideoKey: true });
@@ -287,7 +317,12 @@ async function runCase(browser, pageBase, origin, c, drmKeys) {
   const serverLog = origin.log;
   const diag = { console: [], http: [], failed: [] };
   const fetched = []; // origin responses: { path, status, length }
-  const originLicenses = []; // POST /.drm/clearkey on the origin: { status, kids (hex), type }
+  const originLicenses = []; // POST /.drm/clearkey on the origin: { status, kids (hex), type, bearer, error, reason }
+  const bodies = []; // pending reads of refused license / key answers
+  // The origin's refusal {"error":…,"reason":…} into rec.error / rec.reason.
+  const readReason = (r, rec) => bodies.push(r.text().then((t) => {
+    try { const j = JSON.parse(t); rec.error = j.error; rec.reason = j.reason; } catch { rec.body = t.slice(0, 200); }
+  }, (e) => { rec.body = `<unreadable: ${e.message}>`; }));
   const context = await browser.newContext({ viewport: { width: 800, height: 450 } });
   const page = await context.newPage();
   page.on('console', (m) => diag.console.push(`console.${m.type()}: ${m.text()}`.slice(0, 800)));
@@ -301,20 +336,27 @@ async function runCase(browser, pageBase, origin, c, drmKeys) {
         kids = (body.kids || []).map((k) => Buffer.from(k, 'base64url').toString('hex'));
         type = body.type || null;
       } catch { /* recorded with no kids */ }
-      originLicenses.push({ status: r.status(), kids, type });
+      // What the origin said and whether the request carried a Bearer header: a denied case must
+      // be denied for its own reason (an expired token, not e.g. a mangled one).
+      const rec = { status: r.status(), kids, type, bearer: /^Bearer \S/.test(r.request().headers().authorization || '') };
+      originLicenses.push(rec);
+      if (r.status() !== 200) readReason(r, rec);
     }
     if (r.status() >= 400) diag.http.push(`HTTP ${r.status()} ${r.request().method()} ${r.url()}`);
     if (r.url().startsWith(originUrl + '/') && r.request().method() === 'GET') {
       const len = r.headers()['content-length'];
-      fetched.push({ path: r.url().slice(originUrl.length), status: r.status(), length: len === undefined ? null : Number(len) });
+      const rec = { path: r.url().slice(originUrl.length), status: r.status(), length: len === undefined ? null : Number(len) };
+      fetched.push(rec);
+      if (rec.path.startsWith('/.drm/') && r.status() !== 200) readReason(r, rec);
     }
   });
   page.on('requestfailed', (r) => {
     diag.failed.push(`request failed: ${r.method()} ${r.url()}: ${r.failure() && r.failure().errorText}`);
   });
   const logStart = serverLog.length;
+  if (c.manifestToken && !(c.manifestToken in origin.tokens)) throw new Error(`unknown token ${c.manifestToken}`);
   const src = `${originUrl}/${c.asset}/${c.manifest}` +
-    (c.manifestToken ? `?token=${encodeURIComponent(origin.tokens[c.manifestToken])}` : '');
+    (c.manifestToken && origin.tokens[c.manifestToken] ? `?token=${encodeURIComponent(origin.tokens[c.manifestToken])}` : '');
   let url = `${pageBase}/player.html?player=${c.player}&src=${encodeURIComponent(src)}`;
   if (c.keys === 'direct') {
     const k = { [drmKeys.video.kid]: c.wrongVideoKey ? wrongKey(drmKeys.video.key) : drmKeys.video.key };
@@ -323,7 +365,9 @@ async function runCase(browser, pageBase, origin, c, drmKeys) {
   } else if (c.keys === 'license') {
     url += `&license=${encodeURIComponent(`${pageBase}/license?case=${c.name}`)}`;
   } else if (c.keys === 'token') {
-    url += `&license=${encodeURIComponent(`${originUrl}/.drm/clearkey`)}&token=${encodeURIComponent(origin.tokens[c.token])}`;
+    url += `&license=${encodeURIComponent(`${originUrl}/.drm/clearkey`)}`;
+    if (!(c.token in origin.tokens)) throw new Error(`unknown token ${c.token}`);
+    if (origin.tokens[c.token]) url += `&token=${encodeURIComponent(origin.tokens[c.token])}`;
   }
   const timeout = c.wrongVideoKey || c.licenseDenied ? NEGATIVE_TIMEOUT_MS : CASE_TIMEOUT_MS;
   const started = Date.now();
@@ -369,12 +413,13 @@ async function runCase(browser, pageBase, origin, c, drmKeys) {
   } catch (e) {
     reason = `harness: ${e && e.message ? e.message.split('\n')[0] : e}`;
   }
+  await Promise.allSettled(bodies); // before the context closes and takes the bodies with it
   await context.close().catch(() => {});
   const secs = ((Date.now() - started) / 1000).toFixed(1);
   const licenses = licenseLog.get(c.name) || [];
   if (c.variant && snap) {
     if (c.wrongVideoKey) reason = checkNegative(c, snap, fetched, drmKeys, reason);
-    else if (c.licenseDenied) reason = checkLicenseDenied(c, snap, originLicenses, reason);
+    else if (c.licenseDenied) reason = checkLicenseDenied(c, snap, c.keys === 'token' ? originLicenses : fetched.filter((f) => f.path.startsWith('/.drm/key/')), reason);
     else if (!reason) reason = checkProtection(c, snap, fetched, licenses, drmKeys, originLicenses);
   }
   diag.protection = protectionSummary(snap, fetched, licenses) + `; origin licenses ${JSON.stringify(originLicenses)}`;
@@ -469,19 +514,57 @@ function checkNegative(c, snap, fetched, keys, reason) {
   return null;
 }
 
-// A refused license must stop playback: the origin answered the license POST with the expected
-// status (never 200), shaka reported LICENSE_REQUEST_FAILED (6007) and no video frame was decoded.
-function checkLicenseDenied(c, snap, originLicenses, reason) {
+// How each player reports a license (or key) request the server refused, for a refusal with HTTP
+// status `st`. The status must be in the report: a failure for another reason (CORS, a network
+// error, a decode error, a key session that never started) does not count.
+//   shaka  DASH: 6007 LICENSE_REQUEST_FAILED wrapping 1001 BAD_HTTP_STATUS [uri, status, text,
+//          headers, request type 2 LICENSE, …]; HLS identity key: load() rejected with 1001
+//          BAD_HTTP_STATUS for the /.drm/key URI, request type 6 KEY (shaka retries once).
+//   dash.js: error 114 MEDIA_KEY_MESSAGE_LICENSER_ERROR "… XHR complete. status is "…" (st)",
+//          after its own retries (3, 1 s apart): every attempt reaches the origin.
+//   hls.js: fatal keySystemError keySystemLicenseRequestFailed with response.code=st (hls.js
+//          does not retry 4xx).
+const LICENSE_FAILURE = {
+  shaka: (st, key) => (key
+    ? new RegExp(`code=1001 category=1 .*data=\\["[^"]*/\\.drm/key/[0-9a-f]{32}[^"]*",${st},.*\\},6,"`)
+    : new RegExp(`code=6007 .*"code":1001,"data":\\["[^"]*/\\.drm/clearkey",${st},.*\\},2,"`)),
+  dashjs: (st) => new RegExp(`dash\\.js error code=114 .*XHR complete\\. status is .*\\(${st}\\)`),
+  hlsjs: (st) => new RegExp(`hls\\.js FATAL error type=keySystemError details=keySystemLicenseRequestFailed .*response\\.code=${st} `),
+};
+
+// A refused license must stop playback: every license request (POST /.drm/clearkey, or for
+// the HLS identity cases the GET /.drm/key/<kid>) reached the origin and was answered with the
+// expected status and reason (never 200), carried a Bearer header exactly when the case has a
+// token, the player reported that refusal (LICENSE_FAILURE) and no video frame was decoded.
+function checkLicenseDenied(c, snap, requests, reason) {
+  const want = c.licenseDenied;
   if (!reason) {
-    return `played to t=${snap.currentTime.toFixed(3)} although the token is not entitled ` +
-      `(origin licenses ${JSON.stringify(originLicenses)})`;
+    return `played to t=${snap.currentTime.toFixed(3)} although the token is ${c.token || c.manifestToken} ` +
+      `(license requests ${JSON.stringify(requests)})`;
   }
-  if (!originLicenses.length) return `failed before any license request reached the origin: ${reason}`;
-  if (originLicenses.some((l) => l.status === 200)) return `the origin granted a license: ${JSON.stringify(originLicenses)}`;
-  if (!originLicenses.every((l) => l.status === c.licenseDenied)) {
-    return `license answered ${JSON.stringify(originLicenses.map((l) => l.status))}, expected ${c.licenseDenied}`;
+  if (!requests.length) return `failed before any license request reached the origin: ${reason}`;
+  if (requests.some((l) => l.status === 200)) return `the origin granted a license: ${JSON.stringify(requests)}`;
+  const bad = requests.filter((l) => l.status !== want.status || l.reason !== want.reason);
+  if (bad.length) {
+    return `license requests answered ${JSON.stringify(bad.map((l) => [l.status, l.reason || l.body]))}, ` +
+      `expected ${want.status} ${want.reason}`;
   }
-  if (!/code=6007/.test(reason)) return `failed, but not with shaka 6007 LICENSE_REQUEST_FAILED: ${reason}`;
+  if (c.keys === 'token') {
+    const bearer = !!(c.token && c.token !== 'none');
+    if (requests.some((l) => l.bearer !== bearer)) {
+      return `license requests ${bearer ? 'without' : 'with'} an Authorization: Bearer header: ${JSON.stringify(requests)}`;
+    }
+  } else {
+    // identity keys: the token rides in the key URI (?token=) or, for 'none', nowhere.
+    const carried = c.manifestToken !== 'none';
+    if (requests.some((l) => /[?&]token=/.test(l.path) !== carried)) {
+      return `key requests ${carried ? 'without' : 'with'} a token: ${JSON.stringify(requests.map((l) => l.path.slice(0, 60)))}`;
+    }
+  }
+  const failure = LICENSE_FAILURE[c.player](want.status, c.keys !== 'token');
+  if (!snap.errors.some((e) => failure.test(e))) {
+    return `failed, but ${c.player} did not report the refused license (${failure}): ${reason}`;
+  }
   if (snap.totalVideoFrames > 0) return `decoded ${snap.totalVideoFrames} video frames without a license`;
   c.negativeReason = reason;
   return null;
@@ -634,7 +717,14 @@ async function main() {
         tokenOrigin.tokens = {
           entitled: mintToken(['--sub', 'alice', '--groups', 'entitled', '--ttl', '1h']),
           nogroup: mintToken(['--sub', 'bob', '--groups', 'basic', '--ttl', '1h']),
+          // An hour in the past: beyond any clock-skew leeway the origin grants ([auth]
+          // leeway_secs, 30 s by default, at most 600; a token a few seconds past exp is still
+          // accepted), and asserted below, so the case cannot turn into a test of something else.
+          expired: mintToken(['--sub', 'carol', '--groups', 'entitled', '--ttl=-1h']),
+          none: null,
         };
+        const exp = JSON.parse(Buffer.from(tokenOrigin.tokens.expired.split('.')[1], 'base64url').toString()).exp;
+        if (!(exp < Date.now() / 1000 - 600)) throw new Error(`the "expired" token is not expired: exp=${exp}`);
       } catch (e) {
         tokenOriginError = `license origin (--config ${LICENSE_CONFIG}) failed: ${e && e.message ? e.message : e}`;
       }
