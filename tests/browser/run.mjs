@@ -11,7 +11,9 @@
 //
 // A case passes when currentTime > 4 s, video frames were decoded, the player saw the renditions
 // the asset holds, and no player / media error was raised. Output: one `PASS name` or
-// `FAIL name: reason` line per case (diagnostics indented below a FAIL), then `N passed, M failed`.
+// `FAIL name: reason` line per case (diagnostics indented below a FAIL), then `N passed, M failed`;
+// a case marked with a known issue that shows exactly that issue's symptoms prints `KNOWN name:
+// issue` instead, counted apart (`, K known issues`) and not a failure.
 //
 // Protected cases (`*-cenc-*`, `*-cbcs-*`, `*-aes128-*`) run against a second origin started with
 // tests/browser/drm.toml (every asset protected, keys known to this script) and request the
@@ -31,8 +33,8 @@
 // group, expired an hour ago, or none at all). The player's ClearKey license server is the
 // origin's own POST /.drm/clearkey (absolute URL: the page is on another port), the JWT sent as
 // `Authorization: Bearer` (shaka request filter, dash.js httpRequestHeaders, hls.js
-// licenseXhrSetup) or, for "none", no Authorization header: DASH cenc with shaka-player,
-// HLS cbcs (?keyformat=clearkey) with hls.js. shaka-player reads no
+// licenseXhrSetup) or, for "none", no Authorization header: DASH cenc with shaka-player and
+// dash.js, HLS cbcs (?keyformat=clearkey) with hls.js. shaka-player reads no
 // KEYFORMAT="org.w3.clearkey" in HLS (its HLS parser has no ClearKey key format), so its HLS
 // cases carry the token in the master URL into the identity key URIs (/.drm/key/<kid>?token=…).
 //   entitled: plays as a cenc / cbcs case does, every KID licensed by a request answered 200.
@@ -41,6 +43,8 @@
 //   status and reason, carried a Bearer header (key URI token) exactly when the case has one; the
 //   player reported the refusal with that status (shaka 6007 / 1001, dash.js 114, hls.js
 //   keySystemLicenseRequestFailed) and no video frame was decoded.
+// dash.js cannot use a ClearKey license server with the origin's MPD today: a KNOWN line (not a
+// pass) says so as long as exactly those symptoms show, a FAIL once they change (KNOWN_ISSUES).
 //
 // Environment:
 //   DRM_ORIGIN_BIN      server binary (default <repo>/target/release/drm-origin)
@@ -111,8 +115,9 @@ CASES.push({ name: 'hls-cenc-shaka-multi', player: 'shaka', asset: 'multi', mani
 //   'nogroup'  : valid, but groups=basic                              -> 403 missing_required_claim
 //   'expired'  : groups=entitled, expired an hour ago (beyond leeway) -> 401 expired
 //   'none'     : no Authorization header at all                       -> 401 missing_token
-// DASH cenc for shaka-player; HLS cbcs for hls.js (?keyformat=clearkey, as in the hls.js cbcs
-// case: hls.js needs the org.w3.clearkey key lines).
+// DASH cenc for shaka-player and dash.js; HLS cbcs for hls.js (?keyformat=clearkey, as in the
+// hls.js cbcs case: hls.js needs the org.w3.clearkey key lines). The dash.js cases stop before
+// any license request today (KNOWN_ISSUES 'dashjs-clearkey-pssh').
 const DENIED = {
   nogroup: { status: 403, reason: 'missing_required_claim' },
   expired: { status: 401, reason: 'expired' },
@@ -120,11 +125,13 @@ const DENIED = {
 };
 for (const [proto, player, manifest, variant] of [
   ['dash', 'shaka', 'manifest.mpd', 'cenc'],
+  ['dash', 'dashjs', 'manifest.mpd', 'cenc'],
   ['hls', 'hlsjs', 'master.cbcs.m3u8?keyformat=clearkey', 'cbcs'],
 ]) {
   for (const token of ['entitled', 'nogroup', 'expired', 'none']) {
     CASES.push({ name: `${proto}-${variant}-${player}-multi-token${token === 'entitled' ? '' : '-' + token}`,
-      player, asset: 'multi', manifest, variant, keys: 'token', token, licenseDenied: DENIED[token] || null });
+      player, asset: 'multi', manifest, variant, keys: 'token', token, licenseDenied: DENIED[token] || null,
+      knownIssue: player === 'dashjs' ? 'dashjs-clearkey-pssh' : undefined });
   }
 }
 // HLS with the token in the master URL: the origin writes it into the child playlist and key URIs,
@@ -417,16 +424,32 @@ async function runCase(browser, pageBase, origin, c, drmKeys) {
   await context.close().catch(() => {});
   const secs = ((Date.now() - started) / 1000).toFixed(1);
   const licenses = licenseLog.get(c.name) || [];
+  const playerReason = reason;
   if (c.variant && snap) {
     if (c.wrongVideoKey) reason = checkNegative(c, snap, fetched, drmKeys, reason);
     else if (c.licenseDenied) reason = checkLicenseDenied(c, snap, c.keys === 'token' ? originLicenses : fetched.filter((f) => f.path.startsWith('/.drm/key/')), reason);
     else if (!reason) reason = checkProtection(c, snap, fetched, licenses, drmKeys, originLicenses);
   }
+  let knownIssue = null;
+  if (c.knownIssue) {
+    // A known issue must show exactly its own symptoms; anything else (including a pass) fails
+    // the case, so that the marker goes as soon as the cause is fixed and the real checks run.
+    const issue = KNOWN_ISSUES[c.knownIssue];
+    const differs = snap ? issue.differs(snap, playerReason, originLicenses) : 'no snapshot';
+    if (differs) {
+      reason = `known issue ${c.knownIssue} did not reproduce (${differs}); the case's own verdict: ` +
+        `${reason || 'PASS'}. Remove knownIssue from the case once the cause is fixed.`;
+    } else {
+      knownIssue = `${c.knownIssue}: ${issue.what}`;
+      c.negativeReason = playerReason;
+      reason = null;
+    }
+  }
   diag.protection = protectionSummary(snap, fetched, licenses) + `; origin licenses ${JSON.stringify(originLicenses)}`;
   if (reason && c.player === 'hlsjs' && (c.variant === 'cenc' || c.variant === 'cbcs')) {
     try { diag.hints = await hlsjsKeyHints(originUrl, c); } catch (e) { diag.hints = [`hint check failed: ${e.message}`]; }
   }
-  return { reason, snap, diag, logLines: serverLog.slice(logStart), secs };
+  return { reason, knownIssue, snap, diag, logLines: serverLog.slice(logStart), secs };
 }
 
 // Flip every bit of the first key byte: same KID, wrong key.
@@ -570,6 +593,36 @@ function checkLicenseDenied(c, snap, requests, reason) {
   return null;
 }
 
+// Cases that cannot pass today for a reason outside the test, each with the exact symptoms it
+// must show (differs() returns what does not match, or null). See the case's knownIssue.
+const KNOWN_ISSUES = {
+  // dash.js 5.2.1 (src/streaming/protection/models/DefaultProtectionModel.js createKeySession)
+  // calls generateRequest('keyids', …) for ClearKey whenever it has init data; without
+  // `clearkeys` in the protection data (which would answer the license locally) that init data
+  // is the MPD ClearKey descriptor's <cenc:pssh>, a pssh box, which Chromium rejects (TypeError
+  // "Non ASCII: …pssh…"): no license request is ever made, whatever the token. Shaka and hls.js
+  // are not affected. Without <cenc:pssh> in the ClearKey descriptor dash.js derives `keyids`
+  // from cenc:default_KID (KeySystemClearKey getInitData); with the MPD so rewritten in the
+  // browser all four dash.js cases pass their real checks (entitled plays, licenses 200; the
+  // refusals end in dash.js 114 with the status). The fix is the origin's MPD (or dash.js).
+  'dashjs-clearkey-pssh': {
+    what: 'dash.js passes the MPD ClearKey <cenc:pssh> box as "keyids" init data, no license request is made',
+    differs(snap, reason, originLicenses) {
+      if (!/dash\.js error code=113 .*Error generating key request -- TypeError/.test(reason || '')) {
+        return `player verdict ${reason ? JSON.stringify(reason.slice(0, 200)) : 'none'}`;
+      }
+      const s = snap.eme.sessions;
+      if (!s.length || !s.every((x) => x.requests.every((r) => r.startsWith('keyids:')) &&
+          x.requestErrors.length && x.requestErrors.every((e) => /^TypeError: .*pssh/.test(e)))) {
+        return `sessions ${JSON.stringify(s)}`;
+      }
+      if (originLicenses.length) return `license requests reached the origin: ${JSON.stringify(originLicenses)}`;
+      if (snap.totalVideoFrames > 0) return `decoded ${snap.totalVideoFrames} frames`;
+      return null;
+    },
+  },
+};
+
 // Why hls.js cannot use the EXT-X-KEY tags of the first media playlist for ClearKey, from its
 // source (1.7): src/loader/fragment.ts `get decryptdata()` prefers a KEYFORMAT="identity" key
 // (kept for MPEG-TS SAMPLE-AES) over every other key format, so with an identity SAMPLE-AES tag
@@ -682,6 +735,7 @@ async function main() {
   }
   let passed = 0;
   let failed = 0;
+  let known = 0;
   const done = new Set();
   const failAll = (why) => {
     for (const c of cases) {
@@ -764,6 +818,10 @@ async function main() {
         failed++;
         console.log(`FAIL ${c.name}: ${r.reason}`);
         printDiagnostics(r);
+      } else if (r.knownIssue) {
+        known++;
+        console.log(`KNOWN ${c.name}: ${r.knownIssue}`);
+        if (VERBOSE) printDiagnostics(r);
       } else {
         passed++;
         console.log(`PASS ${c.name}`);
@@ -775,7 +833,7 @@ async function main() {
     failAll(`setup failed: ${e && e.message ? e.message : e}`);
   }
   if (browser) await browser.close().catch(() => {});
-  console.log(`${passed} passed, ${failed} failed`);
+  console.log(`${passed} passed, ${failed} failed${known ? `, ${known} known issues (KNOWN lines)` : ''}`);
   cleanup();
   process.exit(failed ? 1 : 0);
 }
