@@ -11,7 +11,9 @@
 //
 // A case passes when currentTime > 4 s, video frames were decoded, the player saw the renditions
 // the asset holds, and no player / media error was raised. Output: one `PASS name` or
-// `FAIL name: reason` line per case (diagnostics indented below a FAIL), then `N passed, M failed`.
+// `FAIL name: reason` line per case (diagnostics indented below a FAIL), then `N passed, M failed`;
+// a case marked with a known issue that shows exactly that issue's symptoms prints `KNOWN name:
+// issue` instead, counted apart (`, K known issues`) and not a failure.
 //
 // Protected cases (`*-cenc-*`, `*-cbcs-*`, `*-aes128-*`) run against a second origin started with
 // tests/browser/drm.toml (every asset protected, keys known to this script) and request the
@@ -27,12 +29,22 @@
 //     16 bytes), no MediaKeys.
 // A negative case plays DASH cenc with a wrong video key: it must NOT play cleanly.
 // License cases (`*-token*`) run against a third origin started with tests/browser/license.toml
-// (key_delivery = "token"): shaka-player gets the origin's own POST /.drm/clearkey as its ClearKey
-// license server (absolute URL: the page is on another port) and a request filter adding
-// `Authorization: Bearer <JWT>` (minted by `drm-origin token`). With an entitled token it must
-// play as a cenc case does, the license POST answered 200 with the video and audio KIDs; with a
-// token lacking the required group the license must be refused (403) and playback fail (shaka
-// 6007 LICENSE_REQUEST_FAILED) without a decoded frame.
+// (key_delivery = "token"; tokens minted by `drm-origin token`: entitled, valid without the
+// group, expired an hour ago, or none at all). The player's ClearKey license server is the
+// origin's own POST /.drm/clearkey (absolute URL: the page is on another port), the JWT sent as
+// `Authorization: Bearer` (shaka request filter, dash.js httpRequestHeaders, hls.js
+// licenseXhrSetup) or, for "none", no Authorization header: DASH cenc with shaka-player and
+// dash.js, HLS cbcs (?keyformat=clearkey) with hls.js. shaka-player reads no
+// KEYFORMAT="org.w3.clearkey" in HLS (its HLS parser has no ClearKey key format), so its HLS
+// cases carry the token in the master URL into the identity key URIs (/.drm/key/<kid>?token=…).
+//   entitled: plays as a cenc / cbcs case does, every KID licensed by a request answered 200.
+//   refused (no group -> 403 missing_required_claim, expired -> 401 expired, none -> 401
+//   missing_token): every license request reached the origin, was answered with exactly that
+//   status and reason, carried a Bearer header (key URI token) exactly when the case has one; the
+//   player reported the refusal with that status (shaka 6007 / 1001, dash.js 114, hls.js
+//   keySystemLicenseRequestFailed) and no video frame was decoded.
+// dash.js cannot use a ClearKey license server with the origin's MPD today: a KNOWN line (not a
+// pass) says so as long as exactly those symptoms show, a FAIL once they change (KNOWN_ISSUES).
 //
 // Environment:
 //   DRM_ORIGIN_BIN      server binary (default <repo>/target/release/drm-origin)
@@ -43,7 +55,7 @@
 //   CASE_TIMEOUT_MS     per-case timeout (default 30000)
 //   STALL_MS            fail a case whose clock stands still this long with data buffered ahead
 //                       (default 10000)
-//   NEGATIVE_TIMEOUT_MS timeout of the wrong-key case (default 12000)
+//   NEGATIVE_TIMEOUT_MS timeout of the wrong-key and refused-license cases (default 12000)
 //   VERBOSE=1           print diagnostics for passing cases too
 
 import { spawn, spawnSync } from 'node:child_process';
@@ -97,15 +109,40 @@ for (const asset of ['multi', 'progressive']) {
 // HLS cenc (METHOD=SAMPLE-AES-CTR, non-RFC but read by both players): one asset is enough.
 CASES.push({ name: 'hls-cenc-hlsjs-multi', player: 'hlsjs', asset: 'multi', manifest: 'master.cenc.m3u8', variant: 'cenc', keys: 'license' });
 CASES.push({ name: 'hls-cenc-shaka-multi', player: 'shaka', asset: 'multi', manifest: 'master.cenc.m3u8', variant: 'cenc', keys: 'origin' });
-// License service of the origin (license.toml): an entitled token plays, one without the group does not.
-CASES.push({ name: 'dash-cenc-shaka-multi-token', player: 'shaka', asset: 'multi', manifest: 'manifest.mpd',
-  variant: 'cenc', keys: 'token', token: 'entitled' });
-CASES.push({ name: 'dash-cenc-shaka-multi-token-nogroup', player: 'shaka', asset: 'multi', manifest: 'manifest.mpd',
-  variant: 'cenc', keys: 'token', token: 'nogroup', licenseDenied: 403 });
+// License service of the origin (license.toml): the player's ClearKey license server is the
+// origin's POST /.drm/clearkey. token: which `Authorization: Bearer` the license requests carry —
+//   'entitled' : groups=entitled, valid for 1 h                       -> plays
+//   'nogroup'  : valid, but groups=basic                              -> 403 missing_required_claim
+//   'expired'  : groups=entitled, expired an hour ago (beyond leeway) -> 401 expired
+//   'none'     : no Authorization header at all                       -> 401 missing_token
+// DASH cenc for shaka-player and dash.js; HLS cbcs for hls.js (?keyformat=clearkey, as in the
+// hls.js cbcs case: hls.js needs the org.w3.clearkey key lines). The dash.js cases stop before
+// any license request today (KNOWN_ISSUES 'dashjs-clearkey-pssh').
+const DENIED = {
+  nogroup: { status: 403, reason: 'missing_required_claim' },
+  expired: { status: 401, reason: 'expired' },
+  none: { status: 401, reason: 'missing_token' },
+};
+for (const [proto, player, manifest, variant] of [
+  ['dash', 'shaka', 'manifest.mpd', 'cenc'],
+  ['dash', 'dashjs', 'manifest.mpd', 'cenc'],
+  ['hls', 'hlsjs', 'master.cbcs.m3u8?keyformat=clearkey', 'cbcs'],
+]) {
+  for (const token of ['entitled', 'nogroup', 'expired', 'none']) {
+    CASES.push({ name: `${proto}-${variant}-${player}-multi-token${token === 'entitled' ? '' : '-' + token}`,
+      player, asset: 'multi', manifest, variant, keys: 'token', token, licenseDenied: DENIED[token] || null,
+      knownIssue: player === 'dashjs' ? 'dashjs-clearkey-pssh' : undefined });
+  }
+}
 // HLS with the token in the master URL: the origin writes it into the child playlist and key URIs,
 // and shaka fetches the raw keys from /.drm/key/<kid>?token=… (KEYFORMAT="identity").
 CASES.push({ name: 'hls-cbcs-shaka-multi-token', player: 'shaka', asset: 'multi', manifest: 'master.cbcs.m3u8',
   variant: 'cbcs', keys: 'origin', manifestToken: 'entitled' });
+// The same with a refused token: the raw-key GETs are refused as a license POST is.
+for (const token of ['nogroup', 'expired', 'none']) {
+  CASES.push({ name: `hls-cbcs-shaka-multi-token-${token}`, player: 'shaka', asset: 'multi', manifest: 'master.cbcs.m3u8',
+    variant: 'cbcs', keys: 'origin', manifestToken: token, licenseDenied: DENIED[token] });
+}
 // Negative: the right KIDs, but the video key is wrong. Must not play cleanly (see checkNegative).
 CASES.push({ name: 'dash-cenc-shaka-multi-wrongkey', player: 'shaka', asset: 'multi', manifest: 'manifest.cenc.mpd',
   variant: 'cenc', keys: 'direct', wrongVideoKey: true });
@@ -287,7 +324,12 @@ async function runCase(browser, pageBase, origin, c, drmKeys) {
   const serverLog = origin.log;
   const diag = { console: [], http: [], failed: [] };
   const fetched = []; // origin responses: { path, status, length }
-  const originLicenses = []; // POST /.drm/clearkey on the origin: { status, kids (hex), type }
+  const originLicenses = []; // POST /.drm/clearkey on the origin: { status, kids (hex), type, bearer, error, reason }
+  const bodies = []; // pending reads of refused license / key answers
+  // The origin's refusal {"error":…,"reason":…} into rec.error / rec.reason.
+  const readReason = (r, rec) => bodies.push(r.text().then((t) => {
+    try { const j = JSON.parse(t); rec.error = j.error; rec.reason = j.reason; } catch { rec.body = t.slice(0, 200); }
+  }, (e) => { rec.body = `<unreadable: ${e.message}>`; }));
   const context = await browser.newContext({ viewport: { width: 800, height: 450 } });
   const page = await context.newPage();
   page.on('console', (m) => diag.console.push(`console.${m.type()}: ${m.text()}`.slice(0, 800)));
@@ -301,20 +343,27 @@ async function runCase(browser, pageBase, origin, c, drmKeys) {
         kids = (body.kids || []).map((k) => Buffer.from(k, 'base64url').toString('hex'));
         type = body.type || null;
       } catch { /* recorded with no kids */ }
-      originLicenses.push({ status: r.status(), kids, type });
+      // What the origin said and whether the request carried a Bearer header: a denied case must
+      // be denied for its own reason (an expired token, not e.g. a mangled one).
+      const rec = { status: r.status(), kids, type, bearer: /^Bearer \S/.test(r.request().headers().authorization || '') };
+      originLicenses.push(rec);
+      if (r.status() !== 200) readReason(r, rec);
     }
     if (r.status() >= 400) diag.http.push(`HTTP ${r.status()} ${r.request().method()} ${r.url()}`);
     if (r.url().startsWith(originUrl + '/') && r.request().method() === 'GET') {
       const len = r.headers()['content-length'];
-      fetched.push({ path: r.url().slice(originUrl.length), status: r.status(), length: len === undefined ? null : Number(len) });
+      const rec = { path: r.url().slice(originUrl.length), status: r.status(), length: len === undefined ? null : Number(len) };
+      fetched.push(rec);
+      if (rec.path.startsWith('/.drm/') && r.status() !== 200) readReason(r, rec);
     }
   });
   page.on('requestfailed', (r) => {
     diag.failed.push(`request failed: ${r.method()} ${r.url()}: ${r.failure() && r.failure().errorText}`);
   });
   const logStart = serverLog.length;
+  if (c.manifestToken && !(c.manifestToken in origin.tokens)) throw new Error(`unknown token ${c.manifestToken}`);
   const src = `${originUrl}/${c.asset}/${c.manifest}` +
-    (c.manifestToken ? `?token=${encodeURIComponent(origin.tokens[c.manifestToken])}` : '');
+    (c.manifestToken && origin.tokens[c.manifestToken] ? `?token=${encodeURIComponent(origin.tokens[c.manifestToken])}` : '');
   let url = `${pageBase}/player.html?player=${c.player}&src=${encodeURIComponent(src)}`;
   if (c.keys === 'direct') {
     const k = { [drmKeys.video.kid]: c.wrongVideoKey ? wrongKey(drmKeys.video.key) : drmKeys.video.key };
@@ -323,7 +372,9 @@ async function runCase(browser, pageBase, origin, c, drmKeys) {
   } else if (c.keys === 'license') {
     url += `&license=${encodeURIComponent(`${pageBase}/license?case=${c.name}`)}`;
   } else if (c.keys === 'token') {
-    url += `&license=${encodeURIComponent(`${originUrl}/.drm/clearkey`)}&token=${encodeURIComponent(origin.tokens[c.token])}`;
+    url += `&license=${encodeURIComponent(`${originUrl}/.drm/clearkey`)}`;
+    if (!(c.token in origin.tokens)) throw new Error(`unknown token ${c.token}`);
+    if (origin.tokens[c.token]) url += `&token=${encodeURIComponent(origin.tokens[c.token])}`;
   }
   const timeout = c.wrongVideoKey || c.licenseDenied ? NEGATIVE_TIMEOUT_MS : CASE_TIMEOUT_MS;
   const started = Date.now();
@@ -369,19 +420,36 @@ async function runCase(browser, pageBase, origin, c, drmKeys) {
   } catch (e) {
     reason = `harness: ${e && e.message ? e.message.split('\n')[0] : e}`;
   }
+  await Promise.allSettled(bodies); // before the context closes and takes the bodies with it
   await context.close().catch(() => {});
   const secs = ((Date.now() - started) / 1000).toFixed(1);
   const licenses = licenseLog.get(c.name) || [];
+  const playerReason = reason;
   if (c.variant && snap) {
     if (c.wrongVideoKey) reason = checkNegative(c, snap, fetched, drmKeys, reason);
-    else if (c.licenseDenied) reason = checkLicenseDenied(c, snap, originLicenses, reason);
+    else if (c.licenseDenied) reason = checkLicenseDenied(c, snap, c.keys === 'token' ? originLicenses : fetched.filter((f) => f.path.startsWith('/.drm/key/')), reason);
     else if (!reason) reason = checkProtection(c, snap, fetched, licenses, drmKeys, originLicenses);
+  }
+  let knownIssue = null;
+  if (c.knownIssue) {
+    // A known issue must show exactly its own symptoms; anything else (including a pass) fails
+    // the case, so that the marker goes as soon as the cause is fixed and the real checks run.
+    const issue = KNOWN_ISSUES[c.knownIssue];
+    const differs = snap ? issue.differs(snap, playerReason, originLicenses) : 'no snapshot';
+    if (differs) {
+      reason = `known issue ${c.knownIssue} did not reproduce (${differs}); the case's own verdict: ` +
+        `${reason || 'PASS'}. Remove knownIssue from the case once the cause is fixed.`;
+    } else {
+      knownIssue = `${c.knownIssue}: ${issue.what}`;
+      c.negativeReason = playerReason;
+      reason = null;
+    }
   }
   diag.protection = protectionSummary(snap, fetched, licenses) + `; origin licenses ${JSON.stringify(originLicenses)}`;
   if (reason && c.player === 'hlsjs' && (c.variant === 'cenc' || c.variant === 'cbcs')) {
     try { diag.hints = await hlsjsKeyHints(originUrl, c); } catch (e) { diag.hints = [`hint check failed: ${e.message}`]; }
   }
-  return { reason, snap, diag, logLines: serverLog.slice(logStart), secs };
+  return { reason, knownIssue, snap, diag, logLines: serverLog.slice(logStart), secs };
 }
 
 // Flip every bit of the first key byte: same KID, wrong key.
@@ -469,23 +537,91 @@ function checkNegative(c, snap, fetched, keys, reason) {
   return null;
 }
 
-// A refused license must stop playback: the origin answered the license POST with the expected
-// status (never 200), shaka reported LICENSE_REQUEST_FAILED (6007) and no video frame was decoded.
-function checkLicenseDenied(c, snap, originLicenses, reason) {
+// How each player reports a license (or key) request the server refused, for a refusal with HTTP
+// status `st`. The status must be in the report: a failure for another reason (CORS, a network
+// error, a decode error, a key session that never started) does not count.
+//   shaka  DASH: 6007 LICENSE_REQUEST_FAILED wrapping 1001 BAD_HTTP_STATUS [uri, status, text,
+//          headers, request type 2 LICENSE, …]; HLS identity key: load() rejected with 1001
+//          BAD_HTTP_STATUS for the /.drm/key URI, request type 6 KEY (shaka retries once).
+//   dash.js: error 114 MEDIA_KEY_MESSAGE_LICENSER_ERROR "… XHR complete. status is "…" (st)",
+//          after its own retries (3, 1 s apart): every attempt reaches the origin.
+//   hls.js: fatal keySystemError keySystemLicenseRequestFailed with response.code=st (hls.js
+//          does not retry 4xx).
+const LICENSE_FAILURE = {
+  shaka: (st, key) => (key
+    ? new RegExp(`code=1001 category=1 .*data=\\["[^"]*/\\.drm/key/[0-9a-f]{32}[^"]*",${st},.*\\},6,"`)
+    : new RegExp(`code=6007 .*"code":1001,"data":\\["[^"]*/\\.drm/clearkey",${st},.*\\},2,"`)),
+  dashjs: (st) => new RegExp(`dash\\.js error code=114 .*XHR complete\\. status is .*\\(${st}\\)`),
+  hlsjs: (st) => new RegExp(`hls\\.js FATAL error type=keySystemError details=keySystemLicenseRequestFailed .*response\\.code=${st} `),
+};
+
+// A refused license must stop playback: every license request (POST /.drm/clearkey, or for
+// the HLS identity cases the GET /.drm/key/<kid>) reached the origin and was answered with the
+// expected status and reason (never 200), carried a Bearer header exactly when the case has a
+// token, the player reported that refusal (LICENSE_FAILURE) and no video frame was decoded.
+function checkLicenseDenied(c, snap, requests, reason) {
+  const want = c.licenseDenied;
   if (!reason) {
-    return `played to t=${snap.currentTime.toFixed(3)} although the token is not entitled ` +
-      `(origin licenses ${JSON.stringify(originLicenses)})`;
+    return `played to t=${snap.currentTime.toFixed(3)} although the token is ${c.token || c.manifestToken} ` +
+      `(license requests ${JSON.stringify(requests)})`;
   }
-  if (!originLicenses.length) return `failed before any license request reached the origin: ${reason}`;
-  if (originLicenses.some((l) => l.status === 200)) return `the origin granted a license: ${JSON.stringify(originLicenses)}`;
-  if (!originLicenses.every((l) => l.status === c.licenseDenied)) {
-    return `license answered ${JSON.stringify(originLicenses.map((l) => l.status))}, expected ${c.licenseDenied}`;
+  if (!requests.length) return `failed before any license request reached the origin: ${reason}`;
+  if (requests.some((l) => l.status === 200)) return `the origin granted a license: ${JSON.stringify(requests)}`;
+  const bad = requests.filter((l) => l.status !== want.status || l.reason !== want.reason);
+  if (bad.length) {
+    return `license requests answered ${JSON.stringify(bad.map((l) => [l.status, l.reason || l.body]))}, ` +
+      `expected ${want.status} ${want.reason}`;
   }
-  if (!/code=6007/.test(reason)) return `failed, but not with shaka 6007 LICENSE_REQUEST_FAILED: ${reason}`;
+  if (c.keys === 'token') {
+    const bearer = !!(c.token && c.token !== 'none');
+    if (requests.some((l) => l.bearer !== bearer)) {
+      return `license requests ${bearer ? 'without' : 'with'} an Authorization: Bearer header: ${JSON.stringify(requests)}`;
+    }
+  } else {
+    // identity keys: the token rides in the key URI (?token=) or, for 'none', nowhere.
+    const carried = c.manifestToken !== 'none';
+    if (requests.some((l) => /[?&]token=/.test(l.path) !== carried)) {
+      return `key requests ${carried ? 'without' : 'with'} a token: ${JSON.stringify(requests.map((l) => l.path.slice(0, 60)))}`;
+    }
+  }
+  const failure = LICENSE_FAILURE[c.player](want.status, c.keys !== 'token');
+  if (!snap.errors.some((e) => failure.test(e))) {
+    return `failed, but ${c.player} did not report the refused license (${failure}): ${reason}`;
+  }
   if (snap.totalVideoFrames > 0) return `decoded ${snap.totalVideoFrames} video frames without a license`;
   c.negativeReason = reason;
   return null;
 }
+
+// Cases that cannot pass today for a reason outside the test, each with the exact symptoms it
+// must show (differs() returns what does not match, or null). See the case's knownIssue.
+const KNOWN_ISSUES = {
+  // dash.js 5.2.1 (src/streaming/protection/models/DefaultProtectionModel.js createKeySession)
+  // calls generateRequest('keyids', …) for ClearKey whenever it has init data; without
+  // `clearkeys` in the protection data (which would answer the license locally) that init data
+  // is the MPD ClearKey descriptor's <cenc:pssh>, a pssh box, which Chromium rejects (TypeError
+  // "Non ASCII: …pssh…"): no license request is ever made, whatever the token. Shaka and hls.js
+  // are not affected. Without <cenc:pssh> in the ClearKey descriptor dash.js derives `keyids`
+  // from cenc:default_KID (KeySystemClearKey getInitData); with the MPD so rewritten in the
+  // browser all four dash.js cases pass their real checks (entitled plays, licenses 200; the
+  // refusals end in dash.js 114 with the status). The fix is the origin's MPD (or dash.js).
+  'dashjs-clearkey-pssh': {
+    what: 'dash.js passes the MPD ClearKey <cenc:pssh> box as "keyids" init data, no license request is made',
+    differs(snap, reason, originLicenses) {
+      if (!/dash\.js error code=113 .*Error generating key request -- TypeError/.test(reason || '')) {
+        return `player verdict ${reason ? JSON.stringify(reason.slice(0, 200)) : 'none'}`;
+      }
+      const s = snap.eme.sessions;
+      if (!s.length || !s.every((x) => x.requests.every((r) => r.startsWith('keyids:')) &&
+          x.requestErrors.length && x.requestErrors.every((e) => /^TypeError: .*pssh/.test(e)))) {
+        return `sessions ${JSON.stringify(s)}`;
+      }
+      if (originLicenses.length) return `license requests reached the origin: ${JSON.stringify(originLicenses)}`;
+      if (snap.totalVideoFrames > 0) return `decoded ${snap.totalVideoFrames} frames`;
+      return null;
+    },
+  },
+};
 
 // Why hls.js cannot use the EXT-X-KEY tags of the first media playlist for ClearKey, from its
 // source (1.7): src/loader/fragment.ts `get decryptdata()` prefers a KEYFORMAT="identity" key
@@ -599,6 +735,7 @@ async function main() {
   }
   let passed = 0;
   let failed = 0;
+  let known = 0;
   const done = new Set();
   const failAll = (why) => {
     for (const c of cases) {
@@ -634,7 +771,14 @@ async function main() {
         tokenOrigin.tokens = {
           entitled: mintToken(['--sub', 'alice', '--groups', 'entitled', '--ttl', '1h']),
           nogroup: mintToken(['--sub', 'bob', '--groups', 'basic', '--ttl', '1h']),
+          // An hour in the past: beyond any clock-skew leeway the origin grants ([auth]
+          // leeway_secs, 30 s by default, at most 600; a token a few seconds past exp is still
+          // accepted), and asserted below, so the case cannot turn into a test of something else.
+          expired: mintToken(['--sub', 'carol', '--groups', 'entitled', '--ttl=-1h']),
+          none: null,
         };
+        const exp = JSON.parse(Buffer.from(tokenOrigin.tokens.expired.split('.')[1], 'base64url').toString()).exp;
+        if (!(exp < Date.now() / 1000 - 600)) throw new Error(`the "expired" token is not expired: exp=${exp}`);
       } catch (e) {
         tokenOriginError = `license origin (--config ${LICENSE_CONFIG}) failed: ${e && e.message ? e.message : e}`;
       }
@@ -674,6 +818,10 @@ async function main() {
         failed++;
         console.log(`FAIL ${c.name}: ${r.reason}`);
         printDiagnostics(r);
+      } else if (r.knownIssue) {
+        known++;
+        console.log(`KNOWN ${c.name}: ${r.knownIssue}`);
+        if (VERBOSE) printDiagnostics(r);
       } else {
         passed++;
         console.log(`PASS ${c.name}`);
@@ -685,7 +833,7 @@ async function main() {
     failAll(`setup failed: ${e && e.message ? e.message : e}`);
   }
   if (browser) await browser.close().catch(() => {});
-  console.log(`${passed} passed, ${failed} failed`);
+  console.log(`${passed} passed, ${failed} failed${known ? `, ${known} known issues (KNOWN lines)` : ''}`);
   cleanup();
   process.exit(failed ? 1 : 0);
 }
