@@ -5,7 +5,7 @@ use std::fmt::Write;
 use super::plan::{Asset, Rendition};
 use super::Protection;
 use super::{frame_rate, language_tag, mime, naming};
-use crate::drm::{pssh, Variant};
+use crate::drm::Variant;
 use crate::index::{time, TrackKind};
 
 /// DASH-IF ClearKey descriptor (`org.w3.clearkey`).
@@ -92,9 +92,12 @@ pub fn mpd(asset: &Asset, prot: &Protection) -> String {
 }
 
 /// mp4protection first (scheme + default KID), then one descriptor per signalled DRM system
-/// with its `cenc:pssh` (spec-notes §6): ClearKey also with the license URL in the element forms
-/// shaka-player (`dashif:Laurl`, ns https://dashif.org/CPS) and dash.js (prefix `dashif`/
-/// `clearkey`) read, and the W3C common pssh as init data.
+/// (spec-notes §6): Widevine and PlayReady with their `cenc:pssh`; ClearKey with the license URL
+/// in the element forms shaka-player (`dashif:Laurl`, ns https://dashif.org/CPS) and dash.js
+/// (prefix `dashif`/`clearkey`) read, and no `cenc:pssh`: dash.js hands a ClearKey descriptor's
+/// pssh to the CDM as `keyids` init data, which Chromium rejects before any license request;
+/// without it dash.js builds `keyids` from `cenc:default_KID`. The W3C common pssh stays in the
+/// init segment, where players that read init data find it.
 fn content_protection(x: &mut String, prot: &Protection, key: &crate::drm::ContentKey) {
     use crate::drm::System;
     let kid = &key.kid;
@@ -104,7 +107,6 @@ fn content_protection(x: &mut String, prot: &Protection, key: &crate::drm::Conte
         "      <ContentProtection schemeIdUri=\"urn:mpeg:dash:mp4protection:2011\" value=\"{}\" cenc:default_KID=\"{uuid}\"/>",
         prot.variant.suffix()
     );
-    let common_b64 = crate::drm::b64::encode(&pssh::common(&[*kid]));
     for system in &prot.systems {
         match system {
             System::ClearKey => {
@@ -117,14 +119,14 @@ fn content_protection(x: &mut String, prot: &Protection, key: &crate::drm::Conte
                         "        <clearkey:Laurl xmlns:clearkey=\"http://dashif.org/guidelines/clearKey\" Lic_type=\"EME-1.0\">{url}</clearkey:Laurl>"
                     );
                 }
-                let _ = writeln!(x, "        <cenc:pssh>{common_b64}</cenc:pssh>\n      </ContentProtection>");
+                let _ = writeln!(x, "      </ContentProtection>");
             }
             System::Widevine | System::PlayReady => super::drm_signalling::dash_descriptor(x, prot, *system, key),
             System::FairPlay => {} // not signalled in DASH (spec-notes §6)
         }
     }
-    // The W3C common pssh rides in the ClearKey descriptor and in the init segment; a separate
-    // `1077efec` descriptor made dash.js pick it for ClearKey with a warning.
+    // No separate `1077efec` (W3C common) descriptor either: dash.js picks it for ClearKey, with
+    // a warning, and would use its pssh the same way.
 }
 
 fn representation(x: &mut String, r: &Rendition, variant: Variant) {

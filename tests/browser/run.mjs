@@ -116,8 +116,9 @@ CASES.push({ name: 'hls-cenc-shaka-multi', player: 'shaka', asset: 'multi', mani
 //   'expired'  : groups=entitled, expired an hour ago (beyond leeway) -> 401 expired
 //   'none'     : no Authorization header at all                       -> 401 missing_token
 // DASH cenc for shaka-player and dash.js; HLS cbcs for hls.js (?keyformat=clearkey, as in the
-// hls.js cbcs case: hls.js needs the org.w3.clearkey key lines). The dash.js cases stop before
-// any license request today (KNOWN_ISSUES 'dashjs-clearkey-pssh').
+// hls.js cbcs case: hls.js needs the org.w3.clearkey key lines). The dash.js cases once stopped
+// before any license request: dash.js passed the MPD ClearKey descriptor's <cenc:pssh> to the CDM
+// as `keyids` init data, which Chromium rejects; the origin no longer writes that pssh.
 const DENIED = {
   nogroup: { status: 403, reason: 'missing_required_claim' },
   expired: { status: 401, reason: 'expired' },
@@ -130,8 +131,7 @@ for (const [proto, player, manifest, variant] of [
 ]) {
   for (const token of ['entitled', 'nogroup', 'expired', 'none']) {
     CASES.push({ name: `${proto}-${variant}-${player}-multi-token${token === 'entitled' ? '' : '-' + token}`,
-      player, asset: 'multi', manifest, variant, keys: 'token', token, licenseDenied: DENIED[token] || null,
-      knownIssue: player === 'dashjs' ? 'dashjs-clearkey-pssh' : undefined });
+      player, asset: 'multi', manifest, variant, keys: 'token', token, licenseDenied: DENIED[token] || null });
   }
 }
 // HLS with the token in the master URL: the origin writes it into the child playlist and key URIs,
@@ -596,31 +596,9 @@ function checkLicenseDenied(c, snap, requests, reason) {
 // Cases that cannot pass today for a reason outside the test, each with the exact symptoms it
 // must show (differs() returns what does not match, or null). See the case's knownIssue.
 const KNOWN_ISSUES = {
-  // dash.js 5.2.1 (src/streaming/protection/models/DefaultProtectionModel.js createKeySession)
-  // calls generateRequest('keyids', …) for ClearKey whenever it has init data; without
-  // `clearkeys` in the protection data (which would answer the license locally) that init data
-  // is the MPD ClearKey descriptor's <cenc:pssh>, a pssh box, which Chromium rejects (TypeError
-  // "Non ASCII: …pssh…"): no license request is ever made, whatever the token. Shaka and hls.js
-  // are not affected. Without <cenc:pssh> in the ClearKey descriptor dash.js derives `keyids`
-  // from cenc:default_KID (KeySystemClearKey getInitData); with the MPD so rewritten in the
-  // browser all four dash.js cases pass their real checks (entitled plays, licenses 200; the
-  // refusals end in dash.js 114 with the status). The fix is the origin's MPD (or dash.js).
-  'dashjs-clearkey-pssh': {
-    what: 'dash.js passes the MPD ClearKey <cenc:pssh> box as "keyids" init data, no license request is made',
-    differs(snap, reason, originLicenses) {
-      if (!/dash\.js error code=113 .*Error generating key request -- TypeError/.test(reason || '')) {
-        return `player verdict ${reason ? JSON.stringify(reason.slice(0, 200)) : 'none'}`;
-      }
-      const s = snap.eme.sessions;
-      if (!s.length || !s.every((x) => x.requests.every((r) => r.startsWith('keyids:')) &&
-          x.requestErrors.length && x.requestErrors.every((e) => /^TypeError: .*pssh/.test(e)))) {
-        return `sessions ${JSON.stringify(s)}`;
-      }
-      if (originLicenses.length) return `license requests reached the origin: ${JSON.stringify(originLicenses)}`;
-      if (snap.totalVideoFrames > 0) return `decoded ${snap.totalVideoFrames} frames`;
-      return null;
-    },
-  },
+  // None today. The last one, 'dashjs-clearkey-pssh' (dash.js 5.2.1 DefaultProtectionModel
+  // createKeySession passed the MPD ClearKey descriptor's <cenc:pssh> box as `keyids` init data,
+  // which Chromium rejects: no license request), was fixed in the origin's MPD.
 };
 
 // Why hls.js cannot use the EXT-X-KEY tags of the first media playlist for ClearKey, from its
