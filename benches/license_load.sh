@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Licenses per second: wrk POSTs a W3C ClearKey license request (two KIDs) with one fixed valid
-# token to POST /.drm/clearkey, against a server verifying HS256 (HMAC secret) and one verifying
-# RS256 (RSA-2048 public key), and, as the baseline of the same run, GET /healthz.
+# token to POST /.drm/clearkey, against a server verifying HS256 (HMAC secret), one verifying
+# RS256 (RSA-2048 public key from the config) and one verifying RS256 with the same key published
+# in a JWKS (served here by python3's http.server: the token names its kid), and, as the baseline
+# of the same run, GET /healthz.
 #
 #   bash benches/license_load.sh        (from the repo root; needs target/release/drm-origin and
 #                                        python3 with PyJWT + cryptography: tests/requirements.txt)
@@ -45,6 +47,12 @@ pair.write(w / "rsa.pem")
 c = lu.claims(exp=int(time.time()) + 24 * 3600)
 (w / "hs.token").write_text(lu.hs256(c))
 (w / "rs.token").write_text(pair.sign(c))
+(w / "jwks.token").write_text(pair.sign(c, headers={"kid": "bench-key"}))
+import json, jwt
+jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(pair.private.public_key()))
+jwk.update({"kid": "bench-key", "use": "sig"})
+(w / "www").mkdir()
+(w / "www" / "jwks.json").write_text(json.dumps({"keys": [jwk]}))
 kids = [bytes.fromhex("8ba94ade6eb9449db44fa5beefaf43b0"), bytes.fromhex("11112222333344445555666677778888")]
 (w / "body.json").write_bytes(lu.license_body(kids))
 common = f'''[keys.v]
@@ -66,6 +74,7 @@ rules = (f'issuer = "{lu.ISSUER}"\naudience = "{lu.AUDIENCE}"\n'
          'required_claims = { groups = "entitled" }\n')
 (w / "hs.toml").write_text(common + f'[auth]\nhmac_secret = "{lu.HMAC_SECRET_B64}"\n' + rules)
 (w / "rs.toml").write_text(common + f'[auth]\npublic_keys = ["{w / "rsa.pem"}"]\n' + rules)
+(w / "jwks.toml.in").write_text(common + '[auth]\njwks_url = "@JWKS_URL@"\n' + rules)
 PY
 
 # start_origin CONFIG NAME -> sets STARTED_URL
@@ -139,10 +148,32 @@ check_license "$RS_URL" "$WORK/rs.token"
 license_lua "$WORK/rs.token" >"$WORK/rs.lua"
 RS=$(run_wrk rs "RS256 licenses" "$RS_URL/.drm/clearkey" "$WORK/rs.lua")
 
+# The identity provider: a static JWKS on an ephemeral port (its port written to idp.port).
+python3 - "$WORK/www" "$WORK/idp.port" <<'PY' &
+import functools, http.server, sys
+class Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+handler = functools.partial(Quiet, directory=sys.argv[1])
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+open(sys.argv[2], "w").write(str(srv.server_address[1]))
+srv.serve_forever()
+PY
+PIDS+=($!)
+for _ in $(seq 100); do [ -s "$WORK/idp.port" ] && break; sleep 0.1; done
+[ -s "$WORK/idp.port" ] || die "JWKS server did not start"
+sed "s|@JWKS_URL@|http://127.0.0.1:$(cat "$WORK/idp.port")/jwks.json|" "$WORK/jwks.toml.in" >"$WORK/jwks.toml"
+start_origin "$WORK/jwks.toml" jwks
+JW_URL=$STARTED_URL
+check_license "$JW_URL" "$WORK/jwks.token"
+license_lua "$WORK/jwks.token" >"$WORK/jwks.lua"
+JW=$(run_wrk jwks "RS256 licenses (JWKS)" "$JW_URL/.drm/clearkey" "$WORK/jwks.lua")
+
 echo
 cat "$WORK/results.txt"
-python3 - "$HEALTH" "$HS" "$RS" <<'PY'
+python3 - "$HEALTH" "$HS" "$RS" "$JW" <<'PY'
 import sys
-h, hs, rs = map(float, sys.argv[1:])
-print(f"\nlicenses/s: HS256 {hs:,.0f} ({hs / h:.0%} of /healthz), RS256 {rs:,.0f} ({rs / h:.0%} of /healthz)")
+h, hs, rs, jw = map(float, sys.argv[1:])
+print(f"\nlicenses/s: HS256 {hs:,.0f} ({hs / h:.0%} of /healthz), RS256 {rs:,.0f} ({rs / h:.0%} of /healthz), "
+      f"RS256 from a JWKS {jw:,.0f} ({jw / h:.0%} of /healthz, {jw / rs:.2f}x the configured RSA key)")
 PY
