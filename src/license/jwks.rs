@@ -32,7 +32,7 @@ const MIN_RSA_MODULUS: usize = 256;
 
 /// Where the keys come from, as configured. Two configurations with equal sources share one
 /// [`Jwks`] across a reload, so the last good keys survive it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct JwksSource {
     /// The JWKS URL, or the OpenID discovery document's URL when `discovery` is set.
     pub url: String,
@@ -50,6 +50,26 @@ pub struct JwksSource {
     pub ca_file: Option<PathBuf>,
 }
 
+impl JwksSource {
+    /// The URL for logs and Debug: without its query, which could carry a credential.
+    pub fn shown_url(&self) -> String {
+        match self.url.split_once('?') {
+            Some((base, _)) => format!("{base}?…"),
+            None => self.url.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for JwksSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwksSource")
+            .field("url", &self.shown_url())
+            .field("discovery", &self.discovery)
+            .field("refresh", &self.refresh)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Refresh bookkeeping.
 #[derive(Debug, Default)]
 struct Status {
@@ -59,7 +79,6 @@ struct Status {
 }
 
 /// The keys of one source and their refresher.
-#[derive(Debug)]
 pub struct Jwks {
     source: JwksSource,
     target: Target,
@@ -69,6 +88,12 @@ pub struct Jwks {
     single: tokio::sync::Mutex<()>,
     started: AtomicBool,
     failures: AtomicU64,
+}
+
+impl std::fmt::Debug for Jwks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Jwks").field("source", &self.source).field("keys", &self.keys().len()).finish_non_exhaustive()
+    }
 }
 
 impl Jwks {
@@ -156,7 +181,7 @@ impl Jwks {
                 drop(status);
                 self.failures.fetch_add(1, Ordering::Relaxed);
                 let kept = self.keys().len();
-                tracing::warn!(url = %self.source.url, error = %e, kept_keys = kept, "JWKS refresh failed; the last good keys stay in force");
+                tracing::warn!(url = %self.source.shown_url(), error = %e, kept_keys = kept, "JWKS refresh failed; the last good keys stay in force");
                 Err(e)
             }
         }
@@ -185,9 +210,9 @@ impl Jwks {
             // Key ids are public (they are in every token header): safe to log.
             let added: Vec<&String> = after.difference(&before).collect();
             let removed: Vec<&String> = before.difference(&after).collect();
-            tracing::info!(url = %self.source.url, keys = after.len(), ?added, ?removed, "JWKS signing keys changed");
+            tracing::info!(url = %self.source.shown_url(), keys = after.len(), ?added, ?removed, "JWKS signing keys changed");
             for s in skipped {
-                tracing::warn!(url = %self.source.url, "JWKS key ignored: {s}");
+                tracing::warn!(url = %self.source.shown_url(), "JWKS key ignored: {s}");
             }
         }
         match self.keys.write() {
@@ -234,9 +259,9 @@ impl Jwks {
     pub async fn prime(&self) {
         if self.status().last_success.is_none() {
             match self.refresh().await {
-                Ok(n) => tracing::info!(url = %self.source.url, keys = n, "JWKS loaded"),
+                Ok(n) => tracing::info!(url = %self.source.shown_url(), keys = n, "JWKS loaded"),
                 Err(_) => {
-                    tracing::warn!(url = %self.source.url, "no JWKS keys yet: token requests are refused until a refresh succeeds")
+                    tracing::warn!(url = %self.source.shown_url(), "no JWKS keys yet: token requests are refused until a refresh succeeds")
                 }
             }
         }
@@ -338,6 +363,22 @@ fn one_key(jwk: &Value) -> Result<(DecodingKey, Vec<Algorithm>), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_and_logs_hide_the_url_query() {
+        let source = JwksSource {
+            url: "https://idp.test/keys?api_key=SECRET".to_owned(),
+            discovery: false,
+            refresh: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            on_demand_min_interval: Duration::from_secs(1),
+            issuer: None,
+            ca_file: None,
+        };
+        assert_eq!(source.shown_url(), "https://idp.test/keys?…");
+        let j = Jwks::new(source).unwrap();
+        assert!(!format!("{j:?}").contains("SECRET"), "{j:?}");
+    }
 
     #[test]
     fn discovery_issuer_must_match_exactly() {
