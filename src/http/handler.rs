@@ -251,6 +251,15 @@ where
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let mut fields = LogFields::default();
+    // License and key answers may be read by credentialed requests (dash.js sends license
+    // requests with credentials by default): those endpoints name the asking origin instead of
+    // `*`. They read no cookie (only the Authorization header, which any origin can set), so
+    // credentials grant nothing more than the token does.
+    let credentialed_origin = if path.starts_with("/.drm/") {
+        req.headers().get(header::ORIGIN).filter(|o| o.as_bytes() != b"null").cloned()
+    } else {
+        None
+    };
     let (parts, body) = req.into_parts();
     let response = match respond(&app, &parts, body, &mut fields).await {
         Ok(r) => r,
@@ -272,7 +281,7 @@ where
             finish(r, &method)
         }
     };
-    let response = with_cors(response);
+    let response = with_cors(response, credentialed_origin);
     let bytes = response.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).unwrap_or("0").to_owned();
     {
         use std::sync::atomic::Ordering::Relaxed;
@@ -830,9 +839,18 @@ fn finish(mut r: Response<Chunks>, method: &Method) -> Response<Chunks> {
     r
 }
 
-fn with_cors(mut r: Response<Chunks>) -> Response<Chunks> {
+fn with_cors(mut r: Response<Chunks>, credentialed_origin: Option<HeaderValue>) -> Response<Chunks> {
     let h = r.headers_mut();
-    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    match credentialed_origin {
+        Some(origin) => {
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+            h.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+            h.append(header::VARY, HeaderValue::from_static("Origin"));
+        }
+        None => {
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+        }
+    }
     h.insert(
         header::ACCESS_CONTROL_EXPOSE_HEADERS,
         HeaderValue::from_static("Content-Length, Content-Range, ETag, Last-Modified, Accept-Ranges"),

@@ -481,6 +481,29 @@ def test_cors_preflight_and_response_headers(server):
         assert h.get("Access-Control-Allow-Origin") in ("*", "http://player.example:9000"), (want, dict(h))
 
 
+def test_license_answers_allow_credentialed_requests(server):
+    """dash.js sends license requests with credentials by default; `*` cannot answer those, so
+    the license and key endpoints name the asking origin (with Vary: Origin). Media stays `*`,
+    one cacheable answer for every origin."""
+    origin = "https://app.example"
+    st, h, _ = post(server, "/.drm/clearkey", None, {
+        "Origin": origin, "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization, content-type"}, method="OPTIONS")
+    assert (h.get("Access-Control-Allow-Origin"), h.get("Access-Control-Allow-Credentials")) == (origin, "true"), dict(h)
+    st, h, _ = license(server, lu.hs256(lu.claims()), ["vidA"], extra_headers={"Origin": origin})
+    assert st == 200
+    assert (h.get("Access-Control-Allow-Origin"), h.get("Access-Control-Allow-Credentials")) == (origin, "true"), dict(h)
+    assert "origin" in h.get("Vary", "").lower(), dict(h)
+    st, h, _ = post(server, f"/.drm/key/{K['vidA'][0]}", None, {"Origin": origin}, method="GET")
+    assert st == 401 and h.get("Access-Control-Allow-Origin") == origin, dict(h)
+    # Without an Origin (or from an opaque "null" origin): the plain wildcard.
+    st, h, _ = license(server, None, ["vidA"], extra_headers={"Origin": "null"})
+    assert h.get("Access-Control-Allow-Origin") == "*" and "Access-Control-Allow-Credentials" not in h, dict(h)
+    st, h, _ = server.get("/movieA/manifest.mpd", headers={"Origin": origin})
+    assert st == 200 and h.get("Access-Control-Allow-Origin") == "*", dict(h)
+    assert "Access-Control-Allow-Credentials" not in h
+
+
 def test_raw_key_endpoint(server):
     kid = K["vidA"][0]
     tok = lu.hs256(lu.claims())
