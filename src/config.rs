@@ -84,10 +84,15 @@ impl std::fmt::Debug for RawAuth {
         f.debug_struct("RawAuth")
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
-            .field("jwks_url", &self.jwks_url)
-            .field("openid_discovery_url", &self.openid_discovery_url)
+            .field("jwks_url", &self.jwks_url.as_deref().map(without_query))
+            .field("openid_discovery_url", &self.openid_discovery_url.as_deref().map(without_query))
             .finish_non_exhaustive()
     }
+}
+
+/// A URL for Debug output: its query could carry a credential.
+fn without_query(url: &str) -> &str {
+    url.split('?').next().unwrap_or(url)
 }
 
 #[derive(Default, Deserialize)]
@@ -653,15 +658,15 @@ fn build_jwks(a: &RawAuth, previous: Option<&Drm>, errors: &mut Vec<String>) -> 
         errors.push(format!("auth.jwks_timeout_secs: {timeout} is not between 1 and 60"));
     }
     let min_refresh = a.jwks_min_refresh_secs.unwrap_or(crate::license::jwks::ON_DEMAND_MIN_INTERVAL.as_secs());
-    if min_refresh > 3600 {
-        errors.push(format!("auth.jwks_min_refresh_secs: {min_refresh} is over 3600"));
+    if !(1..=3600).contains(&min_refresh) {
+        errors.push(format!("auth.jwks_min_refresh_secs: {min_refresh} is not between 1 and 3600"));
     }
     let source = JwksSource {
         url,
         discovery,
         refresh: Duration::from_secs(refresh.clamp(1, 86_400)),
         timeout: Duration::from_secs(timeout.clamp(1, 60)),
-        on_demand_min_interval: Duration::from_secs(min_refresh.min(3600)),
+        on_demand_min_interval: Duration::from_secs(min_refresh.clamp(1, 3600)),
         issuer: a.issuer.clone(),
         ca_file: a.jwks_ca_file.clone(),
     };

@@ -401,7 +401,11 @@ fn serve(assets: Option<PathBuf>, config: Option<PathBuf>, listen: Option<String
             },
             cfg.drm.clone(),
         ));
-        app.prime_jwks().await;
+        // The first tokens should find keys, but an unreachable identity provider must not hold
+        // up the start (clear and open assets are served meanwhile): the refresher keeps trying.
+        if tokio::time::timeout(std::time::Duration::from_secs(3), app.prime_jwks()).await.is_err() {
+            tracing::warn!("JWKS not loaded within 3 s of start: token requests are refused until a refresh succeeds");
+        }
         if let Some(path) = config_path.clone() {
             tokio::spawn(watch_config(app.clone(), path, overrides.clone(), cfg.rescan_interval));
         }

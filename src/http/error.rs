@@ -47,7 +47,7 @@ pub enum ServeError {
     /// Not GET, HEAD or OPTIONS.
     #[error("method not allowed")]
     Method,
-    /// The demo player is disabled, or its library is not installed (reason logged).
+    /// The demo player's library is not installed (warned once, then debug lines).
     #[error("demo player unavailable: {0}")]
     Player(String),
 }
@@ -82,6 +82,6 @@ impl ServeError {
 
     /// Whether the failure is worth a warning (the operator must act) rather than a debug line.
     pub fn is_operator_problem(&self) -> bool {
-        matches!(self, ServeError::Protect(_) | ServeError::Segment(_) | ServeError::Player(_))
+        matches!(self, ServeError::Protect(_) | ServeError::Segment(_))
     }
 }

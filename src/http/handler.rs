@@ -255,7 +255,9 @@ where
     // requests with credentials by default): those endpoints name the asking origin instead of
     // `*`. They read no cookie (only the Authorization header, which any origin can set), so
     // credentials grant nothing more than the token does.
-    let credentialed_origin = if path.starts_with("/.drm/") {
+    // Only the license endpoint: raw keys under `key_delivery = "open"` may sit behind a CDN's
+    // signed cookies, which credentialed CORS from any site would let that site use.
+    let credentialed_origin = if path == "/.drm/clearkey" {
         req.headers().get(header::ORIGIN).filter(|o| o.as_bytes() != b"null").cloned()
     } else {
         None
@@ -281,7 +283,8 @@ where
             finish(r, &method)
         }
     };
-    let response = with_cors(response, credentialed_origin);
+    let vary_origin = path == "/.drm/clearkey";
+    let response = with_cors(response, credentialed_origin, vary_origin);
     let bytes = response.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).unwrap_or("0").to_owned();
     {
         use std::sync::atomic::Ordering::Relaxed;
@@ -520,7 +523,7 @@ async fn resource(
         Route::Player { asset: id } => {
             fields.asset = id.clone();
             if app.settings.player_script.is_none() {
-                return Err(ServeError::Player("player.enabled = false".to_owned()));
+                return Err(ServeError::Route(routes::RouteError::NotFound));
             }
             asset(app, id)?;
             let (body, etag, modified) = player::embedded(player::PAGE);
@@ -535,14 +538,17 @@ async fn resource(
         }
         Route::PlayerFile(file) => {
             let Some(script) = app.settings.player_script.clone() else {
-                return Err(ServeError::Player("player.enabled = false".to_owned()));
+                return Err(ServeError::Route(routes::RouteError::NotFound));
             };
             let (body, etag, modified) = match file {
                 PlayerFile::App => player::embedded(player::APP_JS),
                 PlayerFile::Shaka => tokio::task::spawn_blocking(move || player::library(&script))
                     .await
                     .map_err(|e| ServeError::Player(e.to_string()))?
-                    .map_err(|e| ServeError::Player(e.to_string()))?,
+                    .map_err(|e| {
+                        player::warn_once(&e);
+                        ServeError::Player(e.to_string())
+                    })?,
             };
             let body = Chunks::new(vec![body]);
             let content_type = "text/javascript; charset=utf-8";
@@ -839,17 +845,21 @@ fn finish(mut r: Response<Chunks>, method: &Method) -> Response<Chunks> {
     r
 }
 
-fn with_cors(mut r: Response<Chunks>, credentialed_origin: Option<HeaderValue>) -> Response<Chunks> {
+/// CORS headers: `*`, or the asking origin with credentials allowed (license answers); answers
+/// whose CORS headers depend on the Origin say so (`Vary`).
+fn with_cors(mut r: Response<Chunks>, credentialed_origin: Option<HeaderValue>, vary_origin: bool) -> Response<Chunks> {
     let h = r.headers_mut();
     match credentialed_origin {
         Some(origin) => {
             h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
             h.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
-            h.append(header::VARY, HeaderValue::from_static("Origin"));
         }
         None => {
             h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
         }
+    }
+    if vary_origin {
+        h.append(header::VARY, HeaderValue::from_static("Origin"));
     }
     h.insert(
         header::ACCESS_CONTROL_EXPOSE_HEADERS,
@@ -890,7 +900,10 @@ async fn claims_of(drm: &Drm, req: &http::request::Parts) -> Option<Result<Claim
     let Some(v) = &drm.verifier else { return Some(Err(Denied::Unauthorized("no_token_verification_configured"))) };
     let first = v.verify(&token);
     if let (Err(Denied::Unauthorized(reason)), Some(jwks)) = (&first, &v.jwks) {
-        if matches!(*reason, "unknown_key" | "no_verification_keys") && jwks.refresh_on_demand().await {
+        // Whatever the failure (a configuration-file key may have been tried instead), a kid
+        // the provider does not publish yet is worth one early refresh.
+        let worth = *reason == "no_verification_keys" || v.names_unpublished_kid(&token);
+        if worth && jwks.refresh_on_demand().await {
             return Some(v.verify(&token));
         }
     }

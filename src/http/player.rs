@@ -4,6 +4,7 @@
 //! `scripts/setup.sh`). Nothing is fetched from a CDN at run time.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::SystemTime;
 
@@ -49,4 +50,13 @@ pub fn library(path: &Path) -> Result<(Bytes, String, SystemTime), MissingLibrar
     let secs = modified.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let etag = format!("\"l{:x}-{:x}\"", body.len(), secs);
     Ok((Bytes::from(body), etag, modified))
+}
+
+/// Logs a missing library once per process at warning level: any client can ask for it, so a
+/// warning per request would let anyone flood the log.
+pub fn warn_once(e: &MissingLibrary) {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if !WARNED.swap(true, Ordering::Relaxed) {
+        tracing::warn!("demo player page unavailable: {e}");
+    }
 }

@@ -148,7 +148,13 @@ impl Target {
     /// URLs as they are, absolute paths on this host.
     pub fn join(&self, reference: &str) -> Result<Target, FetchError> {
         if reference.starts_with("http://") || reference.starts_with("https://") {
-            return Target::parse(reference);
+            let t = Target::parse(reference)?;
+            // Keys found over TLS must travel over TLS: a plain-HTTP jwks_uri would let anyone
+            // on the path insert a signing key.
+            if self.tls && !t.tls {
+                return Err(FetchError::BadUrl("jwks_uri is http:// but the discovery document came over https"));
+            }
+            return Ok(t);
         }
         if reference.starts_with('/') && !reference.starts_with("//") {
             return Ok(Target { path: reference.to_owned(), ..self.clone() });
@@ -195,7 +201,11 @@ where
     // The connection future drives the socket; it ends with the exchange.
     let driver = tokio::spawn(conn);
     let default_port = if target.tls { 443 } else { 80 };
-    let host_header = if target.port == default_port { target.host.clone() } else { target.authority() };
+    let host_header = match (target.port == default_port, target.host.contains(':')) {
+        (true, true) => format!("[{}]", target.host),
+        (true, false) => target.host.clone(),
+        (false, _) => target.authority(),
+    };
     let req = http::Request::get(target.path.as_str())
         .header(http::header::HOST, host_header)
         .header(http::header::ACCEPT, "application/json")
@@ -229,6 +239,9 @@ mod tests {
         assert_eq!((t.tls, t.port, t.path.as_str()), (false, 8081, "/jwks?x=1"));
         assert_eq!(t.join("/keys").unwrap().path, "/keys");
         assert_eq!(t.join("https://other/k").unwrap().host, "other");
+        let secure = Target::parse("https://idp/.well-known/openid-configuration").unwrap();
+        assert!(secure.join("http://idp/keys").is_err(), "TLS downgrade for the keys");
+        assert!(secure.join("https://idp/keys").is_ok());
         assert!(t.join("keys").is_err());
         assert!(t.join("//evil/keys").is_err());
         assert!(Target::parse("ftp://x/").is_err());

@@ -29,6 +29,13 @@ pub const ON_DEMAND_MIN_INTERVAL: Duration = Duration::from_secs(10);
 pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
 /// Smallest RSA modulus accepted from a JWKS, in bytes (2048 bits).
 const MIN_RSA_MODULUS: usize = 256;
+/// Most keys taken from one document. A token without a `kid` is tried against every key of its
+/// algorithm, so this bounds what one forged token costs (an RSA verification is ~0.1 ms);
+/// providers publish a handful (current, next, previous).
+pub const MAX_KEYS: usize = 32;
+/// Longest a token request waits for a refresh another request or the refresher started: a slow
+/// or unreachable provider must not hold token requests for the length of its fetch deadline.
+const WAIT_FOR_REFRESH: Duration = Duration::from_secs(1);
 
 /// Where the keys come from, as configured. Two configurations with equal sources share one
 /// [`Jwks`] across a reload, so the last good keys survive it.
@@ -122,6 +129,11 @@ impl Jwks {
         &self.source
     }
 
+    /// Whether the last good document publishes a key under `kid`.
+    pub fn publishes(&self, kid: &str) -> bool {
+        self.keys().iter().any(|k| k.kid.as_deref() == Some(kid))
+    }
+
     /// The last good keys (empty until the first successful fetch).
     pub fn keys(&self) -> Arc<Vec<VerifyKey>> {
         match self.keys.read() {
@@ -153,7 +165,9 @@ impl Jwks {
     /// worth it.
     pub async fn refresh_on_demand(&self) -> bool {
         let asked = Instant::now();
-        let _one = self.single.lock().await;
+        let Ok(_one) = tokio::time::timeout(WAIT_FOR_REFRESH, self.single.lock()).await else {
+            return false;
+        };
         let last = self.status().last_attempt;
         match last {
             // Someone refreshed while we waited for the lock.
@@ -257,8 +271,10 @@ impl Jwks {
 
     /// Fetches once if no fetch succeeded yet (at start, so the first tokens find keys).
     pub async fn prime(&self) {
+        let _one = self.single.lock().await;
+        // The refresher may have loaded them while we waited for the lock.
         if self.status().last_success.is_none() {
-            match self.refresh().await {
+            match self.refresh_locked().await {
                 Ok(n) => tracing::info!(url = %self.source.shown_url(), keys = n, "JWKS loaded"),
                 Err(_) => {
                     tracing::warn!(url = %self.source.shown_url(), "no JWKS keys yet: token requests are refused until a refresh succeeds")
@@ -298,6 +314,7 @@ pub fn parse_jwks(body: &[u8]) -> Result<(Vec<VerifyKey>, Vec<String>), String> 
         let kid = jwk.get("kid").and_then(Value::as_str).map(str::to_owned);
         let name = kid.clone().map_or_else(|| format!("keys[{i}]"), |k| format!("kid '{k}'"));
         match one_key(jwk) {
+            Ok(_) if keys.len() >= MAX_KEYS => skipped.push(format!("{name}: more than {MAX_KEYS} usable keys")),
             Ok((key, algorithms)) => keys.push(VerifyKey { kid, key, algorithms }),
             Err(why) => skipped.push(format!("{name}: {why}")),
         }

@@ -106,14 +106,14 @@ impl Verifier {
             Some(kid) => {
                 let named: Vec<&VerifyKey> = all.iter().copied().filter(|k| k.kid.as_deref() == Some(kid)).collect();
                 if named.is_empty() {
-                    // A kid nobody publishes: only keys without one (from the configuration
-                    // file) may still verify it; without them it is an unknown key, never
-                    // tried against the published keys of other ids.
-                    let unkeyed: Vec<&VerifyKey> = all.iter().copied().filter(|k| k.kid.is_none()).collect();
+                    // A kid nobody publishes: only keys from the configuration file (which carry
+                    // no id) may still verify it; without one of its algorithm it is an unknown
+                    // key, never tried against the published keys.
+                    let unkeyed: Vec<&VerifyKey> = self.keys.iter().filter(usable).collect();
                     if unkeyed.is_empty() {
                         return Err(Denied::Unauthorized("unknown_key"));
                     }
-                    unkeyed.into_iter().filter(usable).collect()
+                    unkeyed
                 } else {
                     named.into_iter().filter(usable).collect()
                 }
@@ -178,6 +178,16 @@ impl Verifier {
             }
         }
         Err(last)
+    }
+
+    /// Whether the token names a `kid` the identity provider does not publish (yet): worth one
+    /// early JWKS refresh when its verification failed.
+    pub fn names_unpublished_kid(&self, token: &str) -> bool {
+        let Some(jwks) = &self.jwks else { return false };
+        match jsonwebtoken::decode_header(token).ok().and_then(|h| h.kid) {
+            Some(kid) => !jwks.publishes(&kid),
+            None => false,
+        }
     }
 
     /// Whether verified `claims` entitle to a key of `policy` protecting `scope`.

@@ -42,6 +42,7 @@ class IdP:
         self.issuer = issuer
         self.jwks = {"keys": []}
         self.mode = "ok"  # ok | garbage | error
+        self.jwks_uri = None  # None: this server's /keys
         self.hits = {"discovery": 0, "jwks": 0}
         idp = self
 
@@ -54,7 +55,7 @@ class IdP:
                     return self.send(503, b'{"error":"maintenance"}')
                 if self.path == "/.well-known/openid-configuration":
                     idp.hits["discovery"] += 1
-                    doc = {"issuer": idp.issuer, "jwks_uri": f"{idp.base}/keys",
+                    doc = {"issuer": idp.issuer, "jwks_uri": idp.jwks_uri or f"{idp.base}/keys",
                            "id_token_signing_alg_values_supported": ["RS256", "ES256"]}
                     return self.send(200, json.dumps(doc).encode())
                 if self.path == "/keys":
@@ -93,7 +94,9 @@ class IdP:
         for kid, pair in entries:
             algo = jwt.algorithms.RSAAlgorithm if pair.alg.startswith(("RS", "PS")) else jwt.algorithms.ECAlgorithm
             jwk = json.loads(algo.to_jwk(pair.private.public_key()))
-            jwk.update({"kid": kid, "use": "sig"})
+            jwk["use"] = "sig"
+            if kid is not None:  # (None, pair): a key published without a kid
+                jwk["kid"] = kid
             keys.append(jwk)
         self.jwks = {"keys": keys}
 
@@ -127,7 +130,7 @@ def assets(work):
 
 @pytest.fixture(scope="module")
 def pairs():
-    return {"a": lu.rsa_pair(), "b": lu.rsa_pair(), "c": lu.ec_pair(), "x": lu.rsa_pair()}
+    return {"a": lu.rsa_pair(), "b": lu.rsa_pair(), "c": lu.ec_pair(), "x": lu.rsa_pair(), "y": lu.rsa_pair()}
 
 
 def start(work, assets, idp_url, name, extra=""):
@@ -224,11 +227,17 @@ def test_unknown_kid_triggers_one_rate_limited_refresh(work, assets, pairs):
     idp = IdP()
     idp.publish(("key-a", pairs["a"]))
     cfg = work / "ondemand.toml"
-    cfg.write_text(config(idp.discovery_url).replace("jwks_refresh_secs = 1", "jwks_refresh_secs = 3600")
+    # An RSA key in the configuration file besides the JWKS: a token naming an unpublished kid
+    # is tried against that key first (bad signature), and must still make the server look at
+    # the provider. An HMAC secret too, which keeps working.
+    pem = pairs["y"].write(work / "ondemand-y.pem")
+    cfg.write_text(config(idp.discovery_url, extra=f'hmac_secret = "{lu.HMAC_SECRET_B64}"\npublic_keys = ["{pem}"]\n')
+                   .replace("jwks_refresh_secs = 1", "jwks_refresh_secs = 3600")
                    .replace("jwks_min_refresh_secs = 1", "jwks_min_refresh_secs = 2"))
     o = Origin(assets, config=cfg)
     try:
         assert lic(o, token(pairs["a"], "key-a"))[0] == 200
+        assert lic(o, lu.hs256(lu.claims()))[0] == 200
         time.sleep(2.2)
         idp.publish(("key-a", pairs["a"]), ("key-b", pairs["b"]))
         fetched = idp.hits["jwks"]
@@ -237,7 +246,7 @@ def test_unknown_kid_triggers_one_rate_limited_refresh(work, assets, pairs):
         # Unknown kids right after: refused, and no fetch (rate limit).
         fetched = idp.hits["jwks"]
         for i in range(20):
-            assert lic(o, token(pairs["x"], f"nobody-{i}")) == (401, "unknown_key")
+            assert lic(o, token(pairs["x"], f"nobody-{i}")) == (401, "bad_signature")  # tried against y
         assert idp.hits["jwks"] == fetched, "unknown kids made the server fetch the JWKS in a loop"
     finally:
         o.stop()
@@ -273,6 +282,38 @@ def test_attacks_with_published_keys(work, assets, pairs):
         assert lic(o, token(pairs["a"], "key-a", groups=["other"])) == (403, "missing_required_claim")
         log = o.log()
         assert good not in log and s not in log
+    finally:
+        o.stop()
+        idp.down()
+
+
+def test_key_count_is_bounded(work, assets, pairs):
+    """A document with more keys than the server takes (32): the first ones verify, the rest
+    are left out with a logged reason (a token without kid is tried against every key, so the
+    count bounds what one forged token costs)."""
+    idp = IdP()
+    idp.publish(*[(f"k{i}", pairs["a"]) for i in range(40)])
+    o = start(work, assets, idp.discovery_url, "many")
+    try:
+        assert lic(o, token(pairs["a"], "k0"))[0] == 200
+        assert lic(o, token(pairs["a"], "k31"))[0] == 200
+        assert lic(o, token(pairs["a"], "k39")) == (401, "unknown_key")
+        assert lic(o, token(pairs["x"], None)) == (401, "bad_signature")
+        assert "more than 32 usable keys" in o.log()
+    finally:
+        o.stop()
+        idp.down()
+
+
+def test_published_key_without_kid(work, assets, pairs):
+    """A published key without a kid verifies tokens without one; a token naming a kid nobody
+    publishes is an unknown key, not tried against it."""
+    idp = IdP()
+    idp.publish((None, pairs["a"]))
+    o = start(work, assets, idp.discovery_url, "nokid")
+    try:
+        assert lic(o, token(pairs["a"], None))[0] == 200
+        assert lic(o, token(pairs["a"], "whatever")) == (401, "unknown_key")
     finally:
         o.stop()
         idp.down()
@@ -351,6 +392,16 @@ def test_https_discovery_trusts_only_configured_roots(work, assets, pairs, tls_f
         assert lic(o, token(pairs["a"], "key-a"))[0] == 200
     finally:
         o.stop()
+    # Discovery over TLS naming a plain-HTTP jwks_uri: refused (anyone on the path could insert
+    # a signing key), the JWKS is never fetched.
+    idp.jwks_uri = idp.base.replace("https://", "http://") + "/keys"
+    o = start(work, assets, idp.discovery_url, "tls-downgrade", extra=f'jwks_ca_file = "{tls_files["ca"]}"\n')
+    try:
+        assert lic(o, token(pairs["a"], "key-a")) == (401, "no_verification_keys")
+        assert "jwks_uri is http:// but the discovery document came over https" in o.log()
+    finally:
+        o.stop()
+    idp.jwks_uri = None
     # The same provider without its CA: the Mozilla roots do not vouch for it, no key is loaded.
     o = start(work, assets, idp.discovery_url, "tls-untrusted")
     try:
@@ -367,12 +418,15 @@ def test_https_discovery_trusts_only_configured_roots(work, assets, pairs, tls_f
     ("scheme", None, "scheme is not http or https"),
     ("ca", 'jwks_ca_file = "/nonexistent/ca.pem"\n', "auth.jwks_ca_file: cannot read CA file"),
     ("refresh", "jwks_refresh_secs = 0\n", None),
+    ("min", None, "auth.jwks_min_refresh_secs: 0 is not between 1 and 3600"),
 ])
 def test_bad_jwks_config_refused_at_start(work, assets, case):
     name, extra, expected = case
     text = config("http://127.0.0.1:9/.well-known/openid-configuration", extra or "")
     if name == "scheme":
         text = text.replace("http://127.0.0.1:9/", "ftp://127.0.0.1:9/")
+    if name == "min":
+        text = text.replace("jwks_min_refresh_secs = 1", "jwks_min_refresh_secs = 0")
     if name == "refresh":
         text = text.replace("jwks_refresh_secs = 1\n", "")
         expected = "auth.jwks_refresh_secs: 0 is not between 1 and 86400"
