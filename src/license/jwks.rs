@@ -397,6 +397,44 @@ mod tests {
         assert!(!format!("{j:?}").contains("SECRET"), "{j:?}");
     }
 
+    /// A hostile or broken provider's documents: byte mutations of valid ones and random bytes
+    /// give keys or a reason, never a panic.
+    #[test]
+    fn mutated_documents_never_panic() {
+        let n = crate::drm::b64::encode_url(&[0xC5; 256]);
+        let xy = crate::drm::b64::encode_url(&[7; 32]);
+        let jwks = format!(
+            r#"{{"keys":[{{"kty":"RSA","kid":"r","n":"{n}","e":"AQAB"}},{{"kty":"EC","crv":"P-256","x":"{xy}","y":"{xy}"}}]}}"#
+        );
+        let discovery = br#"{"issuer":"https://idp.test/","jwks_uri":"https://idp.test/keys"}"#.to_vec();
+        let mut rng = crate::test_rng::Rng(0x6a77_6b73);
+        for round in 0..3000 {
+            let mut doc = if round % 2 == 0 { jwks.clone().into_bytes() } else { discovery.clone() };
+            for _ in 0..=rng.below(4) {
+                let at = rng.below(doc.len());
+                match rng.below(3) {
+                    0 => doc[at] = rng.next() as u8,
+                    1 => doc.truncate(at),
+                    _ => {
+                        let len = rng.below(8);
+                        let bytes = rng.bytes(len);
+                        doc.splice(at..at, bytes).for_each(drop);
+                    }
+                }
+                if doc.is_empty() {
+                    break;
+                }
+            }
+            let _ = parse_jwks(&doc);
+            let _ = parse_discovery(&doc, Some("https://idp.test/"));
+        }
+        for _ in 0..500 {
+            let len = rng.below(64);
+            let doc = rng.bytes(len);
+            let _ = parse_jwks(&doc);
+        }
+    }
+
     #[test]
     fn discovery_issuer_must_match_exactly() {
         let doc = br#"{"issuer":"https://idp.test/","jwks_uri":"https://idp.test/keys"}"#;
