@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -27,10 +27,21 @@ pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' '
      frame-ancestors 'self'";
 
 /// An embedded file: body, strong ETag, and the time the process started (its Last-Modified).
+/// The ETag is computed once per file, not per request.
 pub fn embedded(text: &'static str) -> (Bytes, String, SystemTime) {
     static STARTED: OnceLock<SystemTime> = OnceLock::new();
+    static PAGE_TAG: OnceLock<String> = OnceLock::new();
+    static APP_TAG: OnceLock<String> = OnceLock::new();
     let started = *STARTED.get_or_init(SystemTime::now);
-    (Bytes::from_static(text.as_bytes()), format!("\"p{:016x}\"", fnv1a(&[text.as_bytes()])), started)
+    let tag = |t: &'static str| format!("\"p{:016x}\"", fnv1a(&[t.as_bytes()]));
+    let etag = if std::ptr::eq(text, PAGE) {
+        PAGE_TAG.get_or_init(|| tag(PAGE)).clone()
+    } else if std::ptr::eq(text, APP_JS) {
+        APP_TAG.get_or_init(|| tag(APP_JS)).clone()
+    } else {
+        tag(text)
+    };
+    (Bytes::from_static(text.as_bytes()), etag, started)
 }
 
 /// Why the player library cannot be served (logged with the path; the client sees 404).
@@ -41,15 +52,30 @@ pub struct MissingLibrary {
     error: std::io::Error,
 }
 
-/// Reads the player library: body, ETag from size and mtime, mtime.
+/// The player library: body, ETag from size and mtime, mtime. Kept in memory while the file's
+/// size and mtime stay the same, so a page load costs one `stat`, not an 830 KB read.
 pub fn library(path: &Path) -> Result<(Bytes, String, SystemTime), MissingLibrary> {
+    type Cached = Option<(PathBuf, u64, SystemTime, Bytes)>;
+    static CACHE: Mutex<Cached> = Mutex::new(None);
     let fail = |error| MissingLibrary { path: path.to_owned(), error };
     let meta = std::fs::metadata(path).map_err(fail)?;
     let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-    let body = std::fs::read(path).map_err(fail)?;
     let secs = modified.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let etag = format!("\"l{:x}-{:x}\"", meta.len(), secs);
+    let mut cache = match CACHE.lock() {
+        Ok(c) => c,
+        Err(p) => p.into_inner(),
+    };
+    if let Some((p, len, m, body)) = cache.as_ref() {
+        if p == path && *len == meta.len() && *m == modified {
+            return Ok((body.clone(), etag, modified));
+        }
+    }
+    let body = Bytes::from(std::fs::read(path).map_err(fail)?);
+    // The ETag names the size we stat'ed; a file replaced in between is read again next time.
     let etag = format!("\"l{:x}-{:x}\"", body.len(), secs);
-    Ok((Bytes::from(body), etag, modified))
+    *cache = Some((path.to_owned(), body.len() as u64, modified, body.clone()));
+    Ok((body, etag, modified))
 }
 
 /// Logs a missing library once per process at warning level: any client can ask for it, so a
