@@ -86,3 +86,40 @@ pub fn warn_once(e: &MissingLibrary) {
         tracing::warn!("demo player page unavailable: {e}");
     }
 }
+
+/// The page, as a resource (`no-cache`: the page changes with the binary).
+pub(super) fn page() -> super::respond::Resource {
+    let (body, etag, modified) = embedded(PAGE);
+    super::respond::Resource {
+        body: super::body::Chunks::new(vec![body]),
+        content_type: "text/html; charset=utf-8",
+        etag,
+        modified,
+        cache_control: "no-cache".into(),
+    }
+}
+
+/// `/.player/{file}`: the page's script, or the player library read from `script`.
+pub(super) async fn file(
+    file: super::routes::PlayerFile,
+    script: PathBuf,
+) -> Result<super::respond::Resource, super::error::ServeError> {
+    use super::error::ServeError;
+    let (body, etag, modified) = match file {
+        super::routes::PlayerFile::App => embedded(APP_JS),
+        super::routes::PlayerFile::Shaka => tokio::task::spawn_blocking(move || library(&script))
+            .await
+            .map_err(|e| ServeError::Player(e.to_string()))?
+            .map_err(|e| {
+                warn_once(&e);
+                ServeError::Player(e.to_string())
+            })?,
+    };
+    Ok(super::respond::Resource {
+        body: super::body::Chunks::new(vec![body]),
+        content_type: "text/javascript; charset=utf-8",
+        etag,
+        modified,
+        cache_control: "no-cache".into(),
+    })
+}

@@ -10,7 +10,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use super::handler::{handle, App};
+use super::app::App;
+use super::dispatch::handle;
 use super::idle::IdleTimeout;
 
 /// Connection-level limits.

@@ -1,0 +1,199 @@
+//! The handler's shared state: settings, the current keys and policies, the caches and the
+//! counters behind `/metrics`.
+
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use tokio::sync::Semaphore;
+
+use super::segment::SegmentKey;
+use crate::drm::Drm;
+use crate::storage::{AssetState, Store};
+
+/// HTTP behaviour settings.
+#[derive(Clone, Debug)]
+pub struct HttpSettings {
+    /// Cache-Control of init and media segments.
+    pub cache_control_segments: String,
+    /// Cache-Control of manifests and playlists.
+    pub cache_control_manifests: String,
+    /// Byte budget of the protected-segment cache (0: no cache).
+    pub encrypted_cache_bytes: u64,
+    /// Encryptions running at once.
+    pub max_concurrent_encryptions: usize,
+    /// shaka-player's library for the demo page; `None`: the demo page is off.
+    pub player_script: Option<std::path::PathBuf>,
+}
+
+/// Shared state of the request handler.
+pub struct App {
+    /// The asset store.
+    pub store: Arc<Store>,
+    /// Settings.
+    pub settings: HttpSettings,
+    drm: RwLock<(Arc<Drm>, u64)>,
+    /// Protected outputs (byte-bounded, single flight); `None` when the budget is 0.
+    pub(super) segments: Option<moka::future::Cache<SegmentKey, Vec<Bytes>>>,
+    /// Built manifests by (asset generation, name, drm generation).
+    pub(super) manifests: moka::sync::Cache<(u64, String, u64), (Bytes, String)>,
+    /// Encryptions running at once.
+    pub(super) encrypt_permits: Arc<Semaphore>,
+    /// Counters for `/metrics`.
+    pub metrics: Metrics,
+}
+
+/// Counters exposed at `/metrics` (Prometheus text format), named by stage.
+#[derive(Default)]
+pub struct Metrics {
+    /// Protected outputs built (cache misses that ran an encryption).
+    pub encryptions: std::sync::atomic::AtomicU64,
+    /// Bytes of protected output built.
+    pub encrypted_bytes: std::sync::atomic::AtomicU64,
+    /// Requests answered, by status class.
+    pub responses: [std::sync::atomic::AtomicU64; 6],
+    /// Bytes of response bodies sent (Content-Length).
+    pub body_bytes: std::sync::atomic::AtomicU64,
+}
+
+impl App {
+    /// A handler over `store` with keys and policies from `drm`.
+    pub fn new(store: Arc<Store>, settings: HttpSettings, drm: Arc<Drm>) -> App {
+        let segments = (settings.encrypted_cache_bytes > 0).then(|| {
+            moka::future::Cache::builder()
+                .weigher(|_k: &SegmentKey, v: &Vec<Bytes>| {
+                    u32::try_from(v.iter().map(Bytes::len).sum::<usize>()).unwrap_or(u32::MAX)
+                })
+                .max_capacity(settings.encrypted_cache_bytes)
+                .build()
+        });
+        let manifests = moka::sync::Cache::builder()
+            .weigher(|_k: &(u64, String, u64), v: &(Bytes, String)| u32::try_from(v.0.len()).unwrap_or(u32::MAX))
+            .max_capacity(64 << 20)
+            .build();
+        let encrypt_permits = Arc::new(Semaphore::new(settings.max_concurrent_encryptions.max(1)));
+        start_jwks(&drm);
+        App {
+            store,
+            settings,
+            drm: RwLock::new((drm, 1)),
+            segments,
+            manifests,
+            encrypt_permits,
+            metrics: Metrics::default(),
+        }
+    }
+
+    /// Loads the identity provider's keys once before the first request, if a JWKS is configured
+    /// and none was loaded yet.
+    pub async fn prime_jwks(&self) {
+        let (drm, _) = self.drm();
+        if let Some(j) = drm.verifier.as_ref().and_then(|v| v.jwks.clone()) {
+            j.prime().await;
+        }
+    }
+
+    /// The `/metrics` text (Prometheus exposition format 0.0.4).
+    pub async fn metrics_text(&self) -> String {
+        use std::sync::atomic::Ordering::Relaxed;
+        let m = &self.metrics;
+        let (cache_bytes, cache_entries) = match &self.segments {
+            Some(c) => {
+                // moka applies evictions lazily: settle them so the figure is the real footprint.
+                c.run_pending_tasks().await;
+                (c.weighted_size(), c.entry_count())
+            }
+            None => (0, 0),
+        };
+        let lib = self.store.library();
+        let ready = lib.assets.values().filter(|a| matches!(a, AssetState::Ready(_))).count();
+        let mut x = String::new();
+        let mut line = |name: &str, help: &str, kind: &str, v: String| {
+            x.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"));
+        };
+        line("origin_assets_ready", "Assets being served.", "gauge", ready.to_string());
+        line(
+            "origin_assets_broken",
+            "Assets whose files are unusable.",
+            "gauge",
+            (lib.assets.len().saturating_sub(ready)).to_string(),
+        );
+        line(
+            "origin_encrypted_cache_bytes",
+            "Bytes held by the protected-segment cache.",
+            "gauge",
+            cache_bytes.to_string(),
+        );
+        line(
+            "origin_encrypted_cache_capacity_bytes",
+            "Byte budget of the protected-segment cache.",
+            "gauge",
+            self.settings.encrypted_cache_bytes.to_string(),
+        );
+        line(
+            "origin_encrypted_cache_entries",
+            "Entries in the protected-segment cache.",
+            "gauge",
+            cache_entries.to_string(),
+        );
+        line(
+            "origin_encryptions_total",
+            "Protected outputs built.",
+            "counter",
+            m.encryptions.load(Relaxed).to_string(),
+        );
+        line(
+            "origin_encrypted_bytes_total",
+            "Bytes of protected output built.",
+            "counter",
+            m.encrypted_bytes.load(Relaxed).to_string(),
+        );
+        line(
+            "origin_response_body_bytes_total",
+            "Bytes of response bodies sent.",
+            "counter",
+            m.body_bytes.load(Relaxed).to_string(),
+        );
+        let (drm, _) = self.drm();
+        if let Some(j) = drm.verifier.as_ref().and_then(|v| v.jwks.as_ref()) {
+            line("origin_jwks_keys", "Signing keys of the last good JWKS.", "gauge", j.keys().len().to_string());
+            line("origin_jwks_refresh_failures_total", "Failed JWKS refreshes.", "counter", j.failures().to_string());
+        }
+        x.push_str("# HELP origin_responses_total Responses by status class.\n# TYPE origin_responses_total counter\n");
+        for (i, c) in m.responses.iter().enumerate().skip(1) {
+            x.push_str(&format!("origin_responses_total{{class=\"{i}xx\"}} {}\n", c.load(Relaxed)));
+        }
+        x
+    }
+
+    /// Current keys and policies, with their generation.
+    pub fn drm(&self) -> (Arc<Drm>, u64) {
+        match self.drm.read() {
+            Ok(d) => d.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Installs new keys and policies (a validated configuration). Cached outputs made with the
+    /// previous ones stop matching (their cache keys carry the generation).
+    pub fn set_drm(&self, drm: Arc<Drm>) {
+        let mut g = match self.drm.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let next = g.1.saturating_add(1);
+        start_jwks(&drm);
+        *g = (drm, next);
+        self.manifests.invalidate_all();
+        if let Some(c) = &self.segments {
+            c.invalidate_all();
+        }
+    }
+}
+
+/// Starts the JWKS refresher of a configuration (idempotent; a source kept across a reload keeps
+/// its one refresher).
+fn start_jwks(drm: &Drm) {
+    if let Some(j) = drm.verifier.as_ref().and_then(|v| v.jwks.as_ref()) {
+        j.start();
+    }
+}

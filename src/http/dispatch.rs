@@ -1,0 +1,201 @@
+//! One request → one response: routing to the room that owns the resource (manifests,
+//! segments, licenses, the demo page), OPTIONS preflight, CORS, the error page from
+//! [`ServeError::status`], counters and the access log line.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+
+use super::app::App;
+use super::body::Chunks;
+use super::error::ServeError;
+use super::manifest::{self, PlaylistQuery};
+use super::respond::{finish, plain, send, with_cors};
+use super::routes::{self, Route};
+use super::{license, player, segment};
+use crate::packaging::plan::Asset;
+use crate::storage::AssetState;
+
+/// What the access log says about a request.
+#[derive(Default)]
+struct LogFields {
+    asset: String,
+    rendition: String,
+    segment: String,
+}
+
+/// Handles one request; never fails (errors become responses).
+pub async fn handle<B>(app: Arc<App>, req: Request<B>) -> Result<Response<Chunks>, std::convert::Infallible>
+where
+    B: http_body::Body<Data = Bytes> + Send,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let mut fields = LogFields::default();
+    // License and key answers may be read by credentialed requests (dash.js sends license
+    // requests with credentials by default): those endpoints name the asking origin instead of
+    // `*`. They read no cookie (only the Authorization header, which any origin can set), so
+    // credentials grant nothing more than the token does.
+    // Only the license endpoint: raw keys under `key_delivery = "open"` may sit behind a CDN's
+    // signed cookies, which credentialed CORS from any site would let that site use.
+    let credentialed_origin = if path == "/.drm/clearkey" {
+        req.headers().get(header::ORIGIN).filter(|o| o.as_bytes() != b"null").cloned()
+    } else {
+        None
+    };
+    let (parts, body) = req.into_parts();
+    let response = match respond(&app, &parts, body, &mut fields).await {
+        Ok(r) => r,
+        Err(e) => {
+            let (status, body) = e.status();
+            if e.is_operator_problem() {
+                tracing::warn!(path = %path, error = %e, "request failed");
+            } else {
+                tracing::debug!(path = %path, error = %e, "request refused");
+            }
+            let mut r = plain(status, "text/plain; charset=utf-8", Bytes::from_static(body.as_bytes()));
+            if matches!(e, ServeError::Method) {
+                r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST, OPTIONS"));
+            }
+            finish(r, &method)
+        }
+    };
+    let vary_origin = path == "/.drm/clearkey";
+    let response = with_cors(response, credentialed_origin, vary_origin);
+    let bytes = response.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).unwrap_or("0").to_owned();
+    {
+        use std::sync::atomic::Ordering::Relaxed;
+        let class = usize::from(response.status().as_u16() / 100).min(5);
+        if let Some(c) = app.metrics.responses.get(class) {
+            c.fetch_add(1, Relaxed);
+        }
+        if method != Method::HEAD {
+            app.metrics.body_bytes.fetch_add(bytes.parse().unwrap_or(0), Relaxed);
+        }
+    }
+    tracing::info!(
+        target: "access",
+        method = %method,
+        path = %path,
+        asset = %fields.asset,
+        rendition = %fields.rendition,
+        segment = %fields.segment,
+        status = response.status().as_u16(),
+        bytes = %bytes,
+        micros = started.elapsed().as_micros() as u64,
+    );
+    Ok(response)
+}
+
+async fn respond<B>(
+    app: &App,
+    req: &http::request::Parts,
+    body: B,
+    fields: &mut LogFields,
+) -> Result<Response<Chunks>, ServeError>
+where
+    B: http_body::Body<Data = Bytes> + Send,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let method = &req.method;
+    if method == Method::OPTIONS {
+        return Ok(preflight(req));
+    }
+    let route = routes::parse(req.uri.path())?;
+    if route == Route::ClearKeyLicense {
+        fields.segment = "license".into();
+        return license::clearkey_post(app, req, body).await;
+    }
+    if method != Method::GET && method != Method::HEAD {
+        return Err(ServeError::Method);
+    }
+    let query = req.uri.query();
+    let resource = match route {
+        Route::Health => return Ok(finish(plain(StatusCode::OK, "text/plain", Bytes::from_static(b"ok\n")), method)),
+        Route::Metrics => {
+            let text = Bytes::from(app.metrics_text().await);
+            return Ok(finish(plain(StatusCode::OK, "text/plain; version=0.0.4", text), method));
+        }
+        Route::Key { kid } => {
+            fields.segment = "key".into();
+            return license::raw_key(app, req, &kid).await;
+        }
+        Route::ClearKeyLicense => return Err(ServeError::Method),
+        Route::Player { asset: id } => {
+            fields.asset = id.clone();
+            if app.settings.player_script.is_none() {
+                return Err(ServeError::Route(routes::RouteError::NotFound));
+            }
+            asset(app, &id)?;
+            let mut r = send(req, player::page());
+            let h = r.headers_mut();
+            h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(player::CSP));
+            h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+            return Ok(r);
+        }
+        Route::PlayerFile(file) => {
+            let Some(script) = app.settings.player_script.clone() else {
+                return Err(ServeError::Route(routes::RouteError::NotFound));
+            };
+            player::file(file, script).await?
+        }
+        Route::Mpd { asset: id, variant } => {
+            fields.asset = id.clone();
+            manifest::mpd(app, &*asset(app, &id)?, variant)?
+        }
+        Route::Master { asset: id, variant } => {
+            fields.asset = id.clone();
+            let (drm, _) = app.drm();
+            let q = PlaylistQuery::parse(query, drm.carry_token)?;
+            manifest::master(app, &*asset(app, &id)?, variant, q)?
+        }
+        Route::MediaPlaylist { asset: id, rendition, variant } => {
+            fields.asset = id.clone();
+            fields.rendition = rendition.clone();
+            let (drm, _) = app.drm();
+            let q = PlaylistQuery::parse(query, drm.carry_token)?;
+            manifest::media(app, &*asset(app, &id)?, &rendition, variant, q)?
+        }
+        Route::Init { asset: id, rendition, variant } => {
+            fields.asset = id.clone();
+            fields.rendition = rendition.clone();
+            fields.segment = "init".into();
+            segment::init(app, &asset(app, &id)?, &rendition, variant).await?
+        }
+        Route::Segment { asset: id, rendition, number, variant } => {
+            fields.asset = id.clone();
+            fields.rendition = rendition.clone();
+            fields.segment = number.to_string();
+            segment::media(app, &asset(app, &id)?, &rendition, number, variant).await?
+        }
+    };
+    Ok(send(req, resource))
+}
+
+/// CORS preflight: every method and the headers the browser asks for, cached for a day.
+fn preflight(req: &http::request::Parts) -> Response<Chunks> {
+    let mut r = Response::new(Chunks::empty());
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    let h = r.headers_mut();
+    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, HEAD, POST, OPTIONS"));
+    let asked = req.headers.get(header::ACCESS_CONTROL_REQUEST_HEADERS).cloned();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        asked.unwrap_or(HeaderValue::from_static("Range, If-None-Match, If-Modified-Since, Authorization")),
+    );
+    h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
+    r
+}
+
+/// The asset `id`, ready; 503 when its files are unusable, 404 when unknown.
+fn asset(app: &App, id: &str) -> Result<Arc<Asset>, ServeError> {
+    match app.store.library().assets.get(id) {
+        Some(AssetState::Ready(a)) => Ok(a.clone()),
+        Some(AssetState::Broken(why)) => Err(ServeError::AssetBroken(why.clone())),
+        None => Err(ServeError::UnknownAsset),
+    }
+}

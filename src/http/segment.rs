@@ -1,0 +1,215 @@
+//! Init and media segments: clear ones as a generated header plus views of the source file,
+//! protected ones built on a blocking thread through the byte-bounded, single-flight cache.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::app::App;
+use super::body::Chunks;
+use super::error::ServeError;
+use super::protection::{allowed, protection};
+use super::respond::Resource;
+use super::routes;
+use crate::crypto::KeyId;
+use crate::drm::Variant;
+use crate::index::TrackKind;
+use crate::packaging::plan::{Asset, Rendition};
+use crate::packaging::protect::{self, StreamKey};
+use crate::packaging::{fmp4, mime};
+use crate::storage::fnv1a;
+
+/// Bumped whenever segment bytes change for the same input, so old ETags stop matching.
+const FORMAT_VERSION: &[u8] = b"drm-origin-fmp4-3";
+
+/// Identity of a protected segment in the cache: the source file version, the stream, the
+/// segment, the variant and the key (a new key id means new bytes).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub(super) struct SegmentKey {
+    file: u64,
+    asset: String,
+    rendition: String,
+    number: usize,
+    variant: Variant,
+    kid: KeyId,
+    clear_lead: usize,
+    drm_generation: u64,
+}
+
+/// `/{asset}/{rendition}/init[.v].mp4`
+pub(super) async fn init(app: &App, a: &Arc<Asset>, rid: &str, variant: Variant) -> Result<Resource, ServeError> {
+    let (drm, generation) = app.drm();
+    let policy = drm.policy_for(&a.id);
+    allowed(&policy, variant, true)?;
+    let r = a.rendition(rid).ok_or(ServeError::UnknownRendition)?;
+    let track = r.track().ok_or(ServeError::UnknownRendition)?;
+    if variant == Variant::Aes128 {
+        return Err(ServeError::Route(routes::RouteError::NotFound)); // AES-128 uses init.mp4
+    }
+    if variant == Variant::Clear {
+        let init = fmp4::init_segment(&r.source.index.mvhd, track);
+        return Ok(segment_resource(app, r, track.kind, 0, variant, vec![Bytes::from(init)]));
+    }
+    let prot = protection(&drm, &policy, a, variant, Some(rid))?;
+    let key = prot.key(rid).ok_or(ServeError::VariantNotOffered)?.clone();
+    let lead = prot.clear_lead;
+    let cache_key = segment_key(a, r, 0, variant, key.kid, lead, generation);
+    let (asset_id, r_id, source, t_index) = (a.id.clone(), r.id.clone(), r.source.clone(), r.track);
+    let extra = crate::packaging::drm_signalling::init_pssh(&prot, &key);
+    let bytes = cached(app, cache_key, move || {
+        let track = source.index.tracks.get(t_index).ok_or(ServeError::UnknownRendition)?;
+        let sk = StreamKey { kid: key.kid, key: &key.key, stream_id: protect::stream_id(&asset_id, &r_id) };
+        Ok(vec![Bytes::from(protect::init_segment(&source.index.mvhd, track, variant, &sk, lead > 0, &extra)?)])
+    })
+    .await?;
+    Ok(segment_resource(app, r, track.kind, 0, variant, bytes))
+}
+
+/// `/{asset}/{rendition}/{n}[.v].m4s`
+pub(super) async fn media(
+    app: &App,
+    a: &Arc<Asset>,
+    rid: &str,
+    number: usize,
+    variant: Variant,
+) -> Result<Resource, ServeError> {
+    let (drm, generation) = app.drm();
+    let policy = drm.policy_for(&a.id);
+    let in_lead = number <= policy.clear_lead_segments;
+    allowed(&policy, variant, in_lead)?;
+    let r = a.rendition(rid).ok_or(ServeError::UnknownRendition)?;
+    let track = r.track().ok_or(ServeError::UnknownRendition)?;
+    let (seg, samples) = r.segment(number).ok_or(ServeError::UnknownSegment)?;
+    let seq = u32::try_from(number).map_err(|_| ServeError::UnknownSegment)?;
+    // A file truncated in place since indexing: answer 503 now rather than start a 200
+    // whose body the kernel cannot finish (see storage::mmap).
+    let on_disk = r.source.mapped.file().metadata().map(|m| m.len()).unwrap_or(0);
+    if on_disk < r.source.mapped.len() {
+        return Err(ServeError::FileChanged);
+    }
+    if variant == Variant::Clear {
+        let chunks = fmp4::media_segment(seq, seg.dts, samples, &r.source.mapped)?;
+        return Ok(segment_resource(app, r, track.kind, number, variant, chunks));
+    }
+    let prot = protection(&drm, &policy, a, variant, Some(rid))?;
+    let key = match variant {
+        Variant::Aes128 => prot.envelope.clone(),
+        _ => prot.key(rid).cloned(),
+    }
+    .ok_or(ServeError::VariantNotOffered)?;
+    let lead = prot.clear_lead;
+    let cache_key = segment_key(a, r, number, variant, key.kid, lead, generation);
+    let (asset_id, r_id, source, t_index) = (a.id.clone(), r.id.clone(), r.source.clone(), r.track);
+    let (first, end, dts, has_clear_entry) = (seg.first, seg.end, seg.dts, lead > 0);
+    let bytes = cached(app, cache_key, move || {
+        let track = source.index.tracks.get(t_index).ok_or(ServeError::UnknownRendition)?;
+        let samples = track.samples.get(first..end).ok_or(ServeError::UnknownSegment)?;
+        let stream = protect::stream_id(&asset_id, &r_id);
+        let file = source.mapped.file();
+        if variant == Variant::Aes128 {
+            let seg_iv = crate::crypto::iv::hls_segment_iv(&key.key, &stream, number as u64);
+            Ok(vec![Bytes::from(protect::aes128_segment(file, &key.key, &seg_iv, seq, dts, samples)?)])
+        } else {
+            let sk = StreamKey { kid: key.kid, key: &key.key, stream_id: stream };
+            Ok(protect::cenc_segment(
+                file,
+                track,
+                variant,
+                &sk,
+                seq,
+                dts,
+                samples,
+                first,
+                number <= lead,
+                has_clear_entry,
+            )?)
+        }
+    })
+    .await?;
+    Ok(segment_resource(app, r, track.kind, number, variant, bytes))
+}
+
+fn segment_key(
+    a: &Asset,
+    r: &Rendition,
+    number: usize,
+    variant: Variant,
+    kid: KeyId,
+    clear_lead: usize,
+    generation: u64,
+) -> SegmentKey {
+    SegmentKey {
+        file: r.source.fingerprint,
+        asset: a.id.clone(),
+        rendition: r.id.clone(),
+        number,
+        variant,
+        kid,
+        clear_lead,
+        drm_generation: generation,
+    }
+}
+
+/// Builds a protected output on a blocking thread (bounded by the encryption permits), through
+/// the single-flight cache when it is enabled: concurrent requests for one segment wait for one
+/// encryption.
+async fn cached<F>(app: &App, key: SegmentKey, build: F) -> Result<Vec<Bytes>, ServeError>
+where
+    F: FnOnce() -> Result<Vec<Bytes>, ServeError> + Send + 'static,
+{
+    let permits = app.encrypt_permits.clone();
+    let counters = (&app.metrics.encryptions, &app.metrics.encrypted_bytes);
+    let work = async move {
+        let _permit = permits.acquire_owned().await.map_err(|_| ServeError::Protect("shutting down".into()))?;
+        let out = tokio::task::spawn_blocking(build)
+            .await
+            .map_err(|e| ServeError::Protect(format!("encryption task: {e}")))?;
+        if let Ok(b) = &out {
+            counters.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let len: usize = b.iter().map(Bytes::len).sum();
+            counters.1.fetch_add(len as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+        out
+    };
+    match &app.segments {
+        None => work.await,
+        Some(cache) => cache.try_get_with(key, work).await.map_err(|e: Arc<ServeError>| clone_error(&e)),
+    }
+}
+
+fn clone_error(e: &ServeError) -> ServeError {
+    match e {
+        ServeError::UnknownRendition => ServeError::UnknownRendition,
+        ServeError::VariantNotOffered => ServeError::VariantNotOffered,
+        ServeError::UnknownSegment => ServeError::UnknownSegment,
+        ServeError::Protect(why) => ServeError::Protect(why.clone()),
+        other => ServeError::Protect(other.to_string()),
+    }
+}
+
+fn segment_resource(
+    app: &App,
+    r: &Rendition,
+    kind: TrackKind,
+    number: usize,
+    variant: Variant,
+    chunks: Vec<Bytes>,
+) -> Resource {
+    // Segment bytes are a pure function of the file, the plan and the variant: hash those, not
+    // the bytes (a mapping we must not read).
+    let tag = fnv1a(&[
+        FORMAT_VERSION,
+        &r.source.fingerprint.to_be_bytes(),
+        r.id.as_bytes(),
+        &(number as u64).to_be_bytes(),
+        &r.segments.len().to_be_bytes(),
+        variant.suffix().as_bytes(),
+    ]);
+    Resource {
+        body: Chunks::new(chunks),
+        content_type: mime(kind),
+        etag: format!("\"s{tag:016x}\""),
+        modified: r.source.modified,
+        cache_control: app.settings.cache_control_segments.clone(),
+    }
+}
