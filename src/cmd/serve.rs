@@ -1,0 +1,143 @@
+//! `drm-origin serve`: the server, its asset watcher and its configuration watcher.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use drm_origin::config::{Config, Overrides};
+use drm_origin::http::{server, App, HttpSettings};
+use drm_origin::storage::{Store, StoreSettings};
+
+use super::config_path;
+
+/// `serve`.
+pub fn serve(assets: Option<PathBuf>, config: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<()> {
+    let config_path = config_path(config);
+    let overrides = Overrides { listen, assets_dir: assets };
+    let cfg = Config::load(config_path.as_deref(), overrides.clone())?;
+    anyhow::ensure!(cfg.assets_dir.is_dir(), "asset folder {} does not exist", cfg.assets_dir.display());
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&cfg.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+        let addr = listener.local_addr()?;
+        let base_url = format!("http://{addr}");
+        let store = Arc::new(Store::new(
+            cfg.assets_dir.clone(),
+            StoreSettings {
+                target_segment: cfg.target_segment,
+                stable_after: cfg.stable_after,
+                base_url: base_url.clone(),
+            },
+        ));
+        let first = store.clone();
+        tokio::task::spawn_blocking(move || first.rescan()).await?;
+        let watcher = store.clone();
+        let interval = cfg.rescan_interval;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                let s = watcher.clone();
+                if let Err(e) = tokio::task::spawn_blocking(move || s.rescan()).await {
+                    tracing::error!(error = %e, "asset scan failed");
+                }
+            }
+        });
+        let app = Arc::new(App::new(
+            store,
+            HttpSettings {
+                cache_control_segments: cfg.cache_control_segments.clone(),
+                cache_control_manifests: cfg.cache_control_manifests.clone(),
+                encrypted_cache_bytes: cfg.encrypted_cache_bytes,
+                max_concurrent_encryptions: cfg.max_concurrent_encryptions,
+                player_script: cfg.player_script.clone(),
+            },
+            cfg.drm.clone(),
+        ));
+        // The first tokens should find keys, but an unreachable identity provider must not hold
+        // up the start (clear and open assets are served meanwhile): the refresher keeps trying.
+        if tokio::time::timeout(std::time::Duration::from_secs(3), app.prime_jwks()).await.is_err() {
+            tracing::warn!("JWKS not loaded within 3 s of start: token requests are refused until a refresh succeeds");
+        }
+        if let Some(path) = config_path.clone() {
+            tokio::spawn(watch_config(app.clone(), path, overrides.clone(), cfg.rescan_interval));
+        }
+        tracing::info!(assets = %cfg.assets_dir.display(), "listening on {base_url}");
+        // Machine-readable line for scripts and tests (logs go to stderr).
+        println!("drm-origin listening on {base_url}");
+        let limits = server::Limits {
+            header_read_timeout: cfg.header_read_timeout,
+            idle_timeout: cfg.idle_timeout,
+            max_connections: cfg.max_connections,
+        };
+        server::serve(listener, app, limits, shutdown_signal()).await;
+        tracing::info!("shut down");
+        Ok(())
+    })
+}
+
+/// Applies configuration changes without a restart: on SIGHUP and whenever the file's mtime or
+/// size changes. An invalid file is rejected with every error listed, and the configuration in
+/// force stays; a valid one replaces keys, policies and rules atomically and drops cached
+/// outputs made under the old ones.
+async fn watch_config(app: Arc<App>, path: PathBuf, overrides: Overrides, every: std::time::Duration) {
+    let stamp = |p: &PathBuf| std::fs::metadata(p).ok().map(|m| (m.modified().ok(), m.len()));
+    let mut last = stamp(&path);
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    loop {
+        #[cfg(unix)]
+        let by_signal = match hup.as_mut() {
+            Some(h) => tokio::select! {
+                _ = h.recv() => true,
+                () = tokio::time::sleep(every) => false,
+            },
+            None => {
+                tokio::time::sleep(every).await;
+                false
+            }
+        };
+        #[cfg(not(unix))]
+        let by_signal = {
+            tokio::time::sleep(every).await;
+            false
+        };
+        let now = stamp(&path);
+        if !by_signal && now == last {
+            continue;
+        }
+        last = now;
+        let (previous, _) = app.drm();
+        let (p, o) = (path.clone(), overrides.clone());
+        let loaded = tokio::task::spawn_blocking(move || Config::reload(Some(&p), o, Some(&previous))).await;
+        match loaded {
+            Ok(Ok(cfg)) => {
+                app.set_drm(cfg.drm.clone());
+                tracing::info!(file = %path.display(), trigger = if by_signal { "SIGHUP" } else { "file change" }, "configuration reloaded");
+            }
+            Ok(Err(e)) => tracing::error!("{e}\n  (the previous configuration stays in force)"),
+            Err(e) => tracing::error!(error = %e, "configuration reload task failed"),
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
