@@ -1,0 +1,185 @@
+//! The configuration file's serde shapes: unknown keys are refused, every field is optional
+//! (defaults live in [`super`]), and secrets are left out of Debug output.
+
+#![allow(missing_docs)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Raw {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub storage: RawAssets,
+    #[serde(default)]
+    pub packaging: RawPackaging,
+    #[serde(default)]
+    pub http: RawHttp,
+    #[serde(default)]
+    pub cache: RawCache,
+    #[serde(default)]
+    pub keys: BTreeMap<String, RawKey>,
+    #[serde(default)]
+    pub policies: BTreeMap<String, RawPolicy>,
+    #[serde(default)]
+    pub assets: Vec<RawAssetRule>,
+    #[serde(default)]
+    pub keystore: RawKeyStore,
+    #[serde(default)]
+    pub auth: RawAuth,
+    #[serde(default)]
+    pub player: RawPlayer,
+}
+
+/// `[player]`: the demo page `/player/{asset}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPlayer {
+    pub enabled: Option<bool>,
+    pub script: Option<PathBuf>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAuth {
+    pub hmac_secret: Option<String>,
+    pub hmac_algorithms: Option<Vec<String>>,
+    #[serde(default)]
+    pub public_keys: Vec<PathBuf>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub leeway_secs: Option<u64>,
+    #[serde(default)]
+    pub required_claims: BTreeMap<String, String>,
+    pub kid_claim: Option<String>,
+    pub asset_claim: Option<String>,
+    pub tier_claim: Option<String>,
+    #[serde(default)]
+    pub tiers: BTreeMap<String, Vec<String>>,
+    pub carry_token: Option<bool>,
+    pub jwks_url: Option<String>,
+    pub openid_discovery_url: Option<String>,
+    pub jwks_refresh_secs: Option<u64>,
+    pub jwks_timeout_secs: Option<u64>,
+    pub jwks_min_refresh_secs: Option<u64>,
+    pub jwks_ca_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for RawAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawAuth")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("jwks_url", &self.jwks_url.as_deref().map(without_query))
+            .field("openid_discovery_url", &self.openid_discovery_url.as_deref().map(without_query))
+            .finish_non_exhaustive()
+    }
+}
+
+/// A URL for Debug output: its query could carry a credential.
+pub(super) fn without_query(url: &str) -> &str {
+    url.split('?').next().unwrap_or(url)
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawKeyStore {
+    pub path: Option<PathBuf>,
+    pub seed: Option<String>,
+}
+
+impl std::fmt::Debug for RawKeyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawKeyStore").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCache {
+    pub encrypted_segments_mb: Option<u64>,
+    pub max_concurrent_encryptions: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawKey {
+    pub kid: String,
+    pub key: String,
+}
+
+impl std::fmt::Debug for RawKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawKey").field("kid", &self.kid).finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPolicy {
+    pub dash: Option<Vec<String>>,
+    pub hls: Option<Vec<String>>,
+    pub clear_lead_segments: Option<usize>,
+    pub allow_clear: Option<bool>,
+    pub key_delivery: Option<String>,
+    pub key_group: Option<String>,
+    pub persistent_licenses: Option<bool>,
+    pub drm_systems: Option<Vec<String>>,
+    #[serde(default)]
+    pub license_urls: BTreeMap<String, String>,
+    #[serde(default)]
+    pub keys: RawPolicyKeys,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPolicyKeys {
+    pub video: Option<String>,
+    pub sd: Option<String>,
+    pub hd: Option<String>,
+    pub uhd: Option<String>,
+    pub audio: Option<String>,
+    pub envelope: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename = "assets")]
+pub(super) struct RawAssetRule {
+    #[serde(rename = "match")]
+    pub pattern: String,
+    pub policy: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServer {
+    pub listen: Option<String>,
+    pub max_connections: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAssets {
+    pub dir: Option<PathBuf>,
+    pub rescan_interval_ms: Option<u64>,
+    pub stable_after_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPackaging {
+    pub target_segment_duration_secs: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHttp {
+    pub cache_control_segments: Option<String>,
+    pub cache_control_manifests: Option<String>,
+    pub header_read_timeout_secs: Option<u64>,
+    pub idle_timeout_secs: Option<u64>,
+}
