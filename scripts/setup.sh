@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs on a fresh Debian machine (run as root or with sudo):
 # ffmpeg/ffprobe (decoding judge), Chromium (playback judge), nginx + wrk (load baseline),
-# xmllint, the Python judges (tests/requirements.txt) and the JS players (tests/browser).
+# xmllint, PostgreSQL (the tests start their own throwaway cluster), the Python judges (tests/requirements.txt) and the JS players (tests/browser).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
 export DEBIAN_FRONTEND=noninteractive
 need=()
-for pkg in ffmpeg chromium nginx-light wrk libxml2-utils curl; do
+for pkg in ffmpeg chromium nginx-light wrk libxml2-utils curl postgresql; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
