@@ -11,7 +11,9 @@ use super::DEFAULT_KEYSTORE;
 use crate::crypto::{Key, KeyId};
 use crate::drm::pattern::Pattern;
 use crate::drm::store::{Key30, KeyStore, Mode};
-use crate::drm::{ContentKey, Drm, KeyDelivery, KeyScope, KeySpec, Policy, PolicyKeys, System, Variant};
+use crate::drm::{
+    ContentKey, DeviceLicenses, Drm, KeyDelivery, KeyScope, KeySpec, Policy, PolicyKeys, System, Variant,
+};
 
 /// Keys, policies and rules; every problem goes to `errors` (nothing is half-applied: the
 /// caller discards the result when `errors` is not empty).
@@ -161,7 +163,26 @@ pub(super) fn build_drm(raw: &Raw, errors: &mut Vec<String>, previous: Option<&D
                 KeyDelivery::None
             }
         };
-        if hls.contains(&Variant::Aes128) && key_delivery == KeyDelivery::None {
+        let device_licenses = match p.device_licenses.as_deref() {
+            None | Some("none") => DeviceLicenses::None,
+            Some("direct") => DeviceLicenses::Direct,
+            Some("chained") => {
+                errors.push(format!(
+                    "{}: 'chained' (root/leaf license chaining) is not available yet; use \"direct\"",
+                    field("device_licenses")
+                ));
+                DeviceLicenses::None
+            }
+            Some(other) => {
+                errors.push(format!("{}: '{other}' is not one of none, direct", field("device_licenses")));
+                DeviceLicenses::None
+            }
+        };
+        // Device licenses carry the envelope key themselves: aes128 needs no raw key endpoint then.
+        if hls.contains(&Variant::Aes128)
+            && key_delivery == KeyDelivery::None
+            && device_licenses == DeviceLicenses::None
+        {
             errors.push(format!(
                 "{}: aes128 needs key_delivery = \"open\" or \"token\" (players fetch the key from /.drm/key/{{kid}})",
                 field("key_delivery")
@@ -179,8 +200,9 @@ pub(super) fn build_drm(raw: &Raw, errors: &mut Vec<String>, previous: Option<&D
             systems,
             license_urls,
             persistent_licenses: p.persistent_licenses.unwrap_or(false),
+            device_licenses,
         };
-        if policy.key_delivery == KeyDelivery::Token {
+        if policy.key_delivery == KeyDelivery::Token || policy.device_licenses != DeviceLicenses::None {
             *wants_auth = true;
         }
         policies.insert(name, Arc::new(policy));
@@ -283,7 +305,7 @@ fn build_auth(
     let jwks = build_jwks(a, previous, errors);
     if needed && keys.is_empty() && jwks.is_none() {
         errors.push(
-            "auth: a policy has key_delivery = \"token\" but no hmac_secret, public_keys, jwks_url or \
+            "auth: a policy has key_delivery = \"token\" or device_licenses but no hmac_secret, public_keys, jwks_url or \
              openid_discovery_url is configured"
                 .to_owned(),
         );

@@ -128,6 +128,7 @@ pub(super) struct RawPolicy {
     pub key_delivery: Option<String>,
     pub key_group: Option<String>,
     pub persistent_licenses: Option<bool>,
+    pub device_licenses: Option<String>,
     pub drm_systems: Option<Vec<String>>,
     #[serde(default)]
     pub license_urls: BTreeMap<String, String>,

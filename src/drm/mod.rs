@@ -141,6 +141,16 @@ pub struct PolicyKeys {
     pub envelope: Option<KeySpec>,
 }
 
+/// Whether a policy issues device-bound licenses (`device_licenses`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DeviceLicenses {
+    /// No device licenses (the default).
+    #[default]
+    None,
+    /// Direct licenses: the asset's content keys wrapped to a device or domain key.
+    Direct,
+}
+
 /// DRM systems a policy signals.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum System {
@@ -192,6 +202,8 @@ pub struct Policy {
     pub license_urls: BTreeMap<System, String>,
     /// Whether `persistent-license` ClearKey sessions are honoured.
     pub persistent_licenses: bool,
+    /// Device-bound licenses for this policy's assets.
+    pub device_licenses: DeviceLicenses,
 }
 
 impl Policy {
@@ -209,6 +221,7 @@ impl Policy {
             systems: Vec::new(),
             license_urls: BTreeMap::new(),
             persistent_licenses: false,
+            device_licenses: DeviceLicenses::None,
         }
     }
 
