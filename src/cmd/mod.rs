@@ -1,6 +1,8 @@
 //! The subcommands of the `drm-origin` binary, one file each; helpers they share live here.
 
+pub mod client;
 pub mod keys;
+pub mod licenses;
 pub mod serve;
 pub mod token;
 

@@ -3,6 +3,7 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
+mod devices;
 mod drm;
 mod lines;
 mod raw;
@@ -48,6 +49,8 @@ pub struct Config {
     pub player_script: Option<PathBuf>,
     /// Keys, policies and asset rules.
     pub drm: Arc<Drm>,
+    /// Device licensing (`[devices]`, `[licenses]`), when configured.
+    pub devices: Option<crate::license::device::DeviceSettings>,
 }
 
 /// Overrides from the command line (they win over the file).
@@ -131,6 +134,7 @@ impl Config {
             errors.push(format!("server.listen: '{listen}' is not an address like 127.0.0.1:8080"));
         }
         let drm = drm::build_drm(&raw, &mut errors, previous);
+        let devices = devices::build_devices(&raw, &drm, &mut errors);
         let cache_mb = raw.cache.encrypted_segments_mb.unwrap_or(256);
         if cache_mb > 1 << 20 {
             errors.push(format!("cache.encrypted_segments_mb: {cache_mb} is above 1048576"));
@@ -163,6 +167,7 @@ impl Config {
                 raw.player.script.clone().unwrap_or_else(|| PathBuf::from(crate::http::player::DEFAULT_SCRIPT))
             }),
             drm: Arc::new(drm),
+            devices,
         })
     }
 }

@@ -40,6 +40,8 @@ pub struct App {
     pub(super) encrypt_permits: Arc<Semaphore>,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
+    /// Device licensing, when configured (set once at start).
+    devices: std::sync::OnceLock<Arc<crate::license::device::Devices>>,
 }
 
 /// Counters exposed at `/metrics` (Prometheus text format), named by stage.
@@ -80,7 +82,18 @@ impl App {
             manifests,
             encrypt_permits,
             metrics: Metrics::default(),
+            devices: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Turns device licensing on (once; a second call is ignored).
+    pub fn set_devices(&self, devices: Arc<crate::license::device::Devices>) {
+        let _ = self.devices.set(devices);
+    }
+
+    /// Device licensing, if configured.
+    pub fn devices(&self) -> Option<&Arc<crate::license::device::Devices>> {
+        self.devices.get()
     }
 
     /// Loads the identity provider's keys once before the first request, if a JWKS is configured
@@ -157,6 +170,9 @@ impl App {
         if let Some(j) = drm.verifier.as_ref().and_then(|v| v.jwks.as_ref()) {
             line("origin_jwks_keys", "Signing keys of the last good JWKS.", "gauge", j.keys().len().to_string());
             line("origin_jwks_refresh_failures_total", "Failed JWKS refreshes.", "counter", j.failures().to_string());
+        }
+        if let Some(d) = self.devices() {
+            x.push_str(&d.metrics_text());
         }
         x.push_str("# HELP origin_responses_total Responses by status class.\n# TYPE origin_responses_total counter\n");
         for (i, c) in m.responses.iter().enumerate().skip(1) {

@@ -14,7 +14,7 @@ use super::error::ServeError;
 use super::manifest::{self, PlaylistQuery};
 use super::respond::{finish, plain, send, with_cors};
 use super::routes::{self, Route};
-use super::{license, player, segment};
+use super::{device, license, player, segment};
 use crate::packaging::plan::Asset;
 use crate::storage::AssetState;
 
@@ -110,6 +110,10 @@ where
         fields.segment = "license".into();
         return license::clearkey_post(app, req, body).await;
     }
+    if let Route::Device(endpoint) = route {
+        fields.segment = "device".into();
+        return device::post(app, req, body, endpoint).await;
+    }
     if method != Method::GET && method != Method::HEAD {
         return Err(ServeError::Method);
     }
@@ -124,7 +128,8 @@ where
             fields.segment = "key".into();
             return license::raw_key(app, req, &kid).await;
         }
-        Route::ClearKeyLicense => return Err(ServeError::Method),
+        Route::ClearKeyLicense | Route::Device(_) => return Err(ServeError::Method),
+        Route::DeviceKeys => return device::keys(app, req),
         Route::Player { asset: id } => {
             fields.asset = id.clone();
             if app.settings.player_script.is_none() {

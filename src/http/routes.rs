@@ -62,6 +62,10 @@ pub enum Route {
         /// Key id.
         kid: KeyId,
     },
+    /// `GET /.drm/keys.json`: the origin's device-licensing signing keys.
+    DeviceKeys,
+    /// `POST /.drm/device/…`, `/.drm/domain/…`, `/.drm/license`: device licensing.
+    Device(DeviceEndpoint),
     /// `/healthz`
     Health,
     /// `/metrics` (Prometheus)
@@ -73,6 +77,23 @@ pub enum Route {
     },
     /// `/.player/{file}`: the demo page's own script, or the player library.
     PlayerFile(PlayerFile),
+}
+
+/// The device-licensing endpoints (all POST, JSON).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceEndpoint {
+    /// `/.drm/device/register`
+    Register,
+    /// `/.drm/device/reset`
+    Reset,
+    /// `/.drm/device/unregister`
+    Unregister,
+    /// `/.drm/domain/join`
+    Join,
+    /// `/.drm/domain/leave`
+    Leave,
+    /// `/.drm/license`
+    License,
 }
 
 /// Files the demo player page loads from the origin (no CDN at run time).
@@ -111,6 +132,16 @@ pub fn parse(path: &str) -> Result<Route, RouteError> {
     // Reserved namespace: asset ids never start with '.', so `/.drm/…` cannot shadow an asset.
     if rest == ".drm/clearkey" {
         return Ok(Route::ClearKeyLicense);
+    }
+    match rest {
+        ".drm/keys.json" => return Ok(Route::DeviceKeys),
+        ".drm/device/register" => return Ok(Route::Device(DeviceEndpoint::Register)),
+        ".drm/device/reset" => return Ok(Route::Device(DeviceEndpoint::Reset)),
+        ".drm/device/unregister" => return Ok(Route::Device(DeviceEndpoint::Unregister)),
+        ".drm/domain/join" => return Ok(Route::Device(DeviceEndpoint::Join)),
+        ".drm/domain/leave" => return Ok(Route::Device(DeviceEndpoint::Leave)),
+        ".drm/license" => return Ok(Route::Device(DeviceEndpoint::License)),
+        _ => {}
     }
     if let Some(kid) = rest.strip_prefix(".drm/key/") {
         return KeyId::parse(kid).filter(|_| kid.len() == 32).map(|kid| Route::Key { kid }).ok_or(RouteError::NotFound);

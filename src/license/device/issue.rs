@@ -90,8 +90,8 @@ impl AssetEntry {
 /// Whether a snapshot entitles to `entry` at `now`.
 pub fn entitled(ent: &Entitlement, entry: &AssetEntry, now: i64) -> bool {
     ent.until > now
-        && ent.policies.iter().any(|p| *p == entry.policy)
-        && ent.assets.as_ref().is_none_or(|a| a.iter().any(|x| *x == entry.id))
+        && ent.policies.contains(&entry.policy)
+        && ent.assets.as_ref().is_none_or(|a| a.contains(&entry.id))
         && ent
             .kids
             .as_ref()

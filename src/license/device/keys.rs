@@ -271,9 +271,12 @@ pub fn rotate(path: &Path) -> Result<String, KeysError> {
     Ok(key.public().thumbprint())
 }
 
+/// Published keys `(kid, key)` and key announcements.
+pub type ParsedJwks = (Vec<(String, Jwk)>, Vec<String>);
+
 /// Parses a JWKS document as [`OriginKeys::jwks_json`] writes it: `(kid, key)` pairs and the
 /// announcements. Clients use it to pin and to follow rotations.
-pub fn parse_jwks(doc: &str) -> Result<(Vec<(String, Jwk)>, Vec<String>), jose::JoseError> {
+pub fn parse_jwks(doc: &str) -> Result<ParsedJwks, jose::JoseError> {
     let v: Value = serde_json::from_str(doc).map_err(|_| jose::JoseError::Malformed("JWKS is not JSON"))?;
     let mut keys = Vec::new();
     for k in v.get("keys").and_then(Value::as_array).ok_or(jose::JoseError::Malformed("JWKS has no keys"))? {

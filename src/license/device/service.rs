@@ -69,6 +69,9 @@ pub struct DeviceMetrics {
     pub refusals: Mutex<BTreeMap<&'static str, u64>>,
 }
 
+/// A catalog with the (library pointer, configuration generation) it was made for.
+type CachedCatalog = (usize, u64, Arc<Vec<AssetEntry>>);
+
 /// The device-licensing service of one origin.
 pub struct Devices {
     /// Settings.
@@ -81,6 +84,8 @@ pub struct Devices {
     pub writer: Writer,
     /// Counters.
     pub metrics: DeviceMetrics,
+    /// The last catalog, by (library, configuration generation).
+    catalog_cache: Mutex<Option<CachedCatalog>>,
 }
 
 impl std::fmt::Debug for Devices {
@@ -117,7 +122,29 @@ impl Devices {
         let registry = registry::open(&settings.registry_url).await.map_err(|e| format!("device registry: {e}"))?;
         let writer =
             Writer::open(&settings.licenses_dir, settings.fsync).map_err(|e| format!("license folder: {e}"))?;
-        Ok(Arc::new(Devices { settings, keys, registry, writer, metrics: DeviceMetrics::default() }))
+        Ok(Arc::new(Devices {
+            settings,
+            keys,
+            registry,
+            writer,
+            metrics: DeviceMetrics::default(),
+            catalog_cache: Mutex::new(None),
+        }))
+    }
+
+    /// The assets device licenses are issued for, computed once per library snapshot and
+    /// configuration generation (`drm_gen`).
+    pub fn catalog(&self, library: &Arc<crate::storage::Library>, drm: &Drm, drm_gen: u64) -> Arc<Vec<AssetEntry>> {
+        let key = Arc::as_ptr(library) as usize;
+        let mut cache = self.catalog_cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((k, g, c)) = cache.as_ref() {
+            if *k == key && *g == drm_gen {
+                return c.clone();
+            }
+        }
+        let c = Arc::new(issue::catalog(library, drm));
+        *cache = Some((key, drm_gen, c.clone()));
+        c
     }
 
     /// Counts a refusal (for `/metrics`).

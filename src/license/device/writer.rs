@@ -365,7 +365,7 @@ impl Writer {
         }
         let listed = domains
             .iter()
-            .filter(|d| d.members.iter().any(|m| *m == dev.id))
+            .filter(|d| d.members.contains(&dev.id))
             .map(|d| {
                 let f = domain_folder(&d.id, d.kv);
                 IndexDomain {

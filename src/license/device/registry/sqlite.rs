@@ -352,7 +352,7 @@ impl Registry for SqliteRegistry {
             if current.subject != d.subject {
                 return Err(DeviceError::UnknownDomain);
             }
-            if !current.members.iter().any(|m| *m == id) {
+            if !current.members.contains(&id) {
                 return Err(DeviceError::WrongDomain);
             }
             remove_member(c, &domain, &id)

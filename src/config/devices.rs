@@ -1,0 +1,107 @@
+//! `[devices]` and `[licenses]` → [`DeviceSettings`]: device licensing is on when `[devices]` is
+//! present; every problem goes to the caller's error list, naming its field.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::raw::{without_credentials, Raw};
+use crate::drm::{DeviceLicenses, Drm};
+use crate::license::device::DeviceSettings;
+
+/// Default registry: the embedded SQLite file.
+pub const DEFAULT_REGISTRY: &str = "sqlite:state/devices.sqlite3";
+
+pub(super) fn build_devices(raw: &Raw, drm: &Drm, errors: &mut Vec<String>) -> Option<DeviceSettings> {
+    let uses = drm
+        .rules
+        .iter()
+        .map(|(_, p)| p)
+        .chain(std::iter::once(&drm.default_policy))
+        .find(|p| p.device_licenses != DeviceLicenses::None);
+    let Some(d) = &raw.devices else {
+        if raw.licenses.is_some() {
+            errors.push("licenses: needs a [devices] section (device licensing is off without it)".to_owned());
+        }
+        if let Some(p) = uses {
+            errors.push(format!("policies.{}.device_licenses: needs a [devices] section", p.name));
+        }
+        return None;
+    };
+    let l = raw.licenses.as_ref();
+    let registry = d.registry.clone().unwrap_or_else(|| DEFAULT_REGISTRY.to_owned());
+    let pg = registry.starts_with("postgres://") || registry.starts_with("postgresql://");
+    let sqlite_path = registry.strip_prefix("sqlite:");
+    if !pg && sqlite_path.is_none_or(str::is_empty) {
+        errors.push(format!(
+            "devices.registry: '{}' is neither sqlite:PATH nor postgres://…",
+            without_credentials(&registry)
+        ));
+    }
+    let max_devices = d.max_devices_per_subject.unwrap_or(5);
+    if !(1..=10_000).contains(&max_devices) {
+        errors.push(format!("devices.max_devices_per_subject: {max_devices} is outside 1..=10000"));
+    }
+    let max_members = d.max_domain_members.unwrap_or(6);
+    if !(1..=1000).contains(&max_members) {
+        errors.push(format!("devices.max_domain_members: {max_members} is outside 1..=1000"));
+    }
+    let skew = d.request_skew_secs.unwrap_or(120);
+    if !(1..=3600).contains(&skew) {
+        errors.push(format!("devices.request_skew_secs: {skew} is outside 1..=3600"));
+    }
+    let grace = d.entitlement_grace_secs.unwrap_or(7 * 86_400);
+    if grace > 366 * 86_400 {
+        errors.push(format!("devices.entitlement_grace_secs: {grace} is above a year"));
+    }
+    let ttl = match (l.and_then(|l| l.direct_ttl_days), l.and_then(|l| l.direct_ttl_secs)) {
+        (Some(_), Some(_)) => {
+            errors.push("licenses.direct_ttl_secs: set direct_ttl_days or direct_ttl_secs, not both".to_owned());
+            7 * 86_400
+        }
+        (Some(days), None) => days.saturating_mul(86_400),
+        (None, Some(secs)) => secs,
+        (None, None) => 7 * 86_400,
+    };
+    if !(60..=366 * 86_400).contains(&ttl) {
+        errors.push(format!("licenses.direct_ttl_secs: {ttl} s is outside 60 s ..= 366 days"));
+    }
+    let every = l.and_then(|l| l.regenerate_every_secs).unwrap_or(3600);
+    if !(1..=86_400).contains(&every) {
+        errors.push(format!("licenses.regenerate_every_secs: {every} is outside 1..=86400"));
+    }
+    let public_url = l.and_then(|l| l.public_url.clone());
+    if let Some(u) = &public_url {
+        if !(u.starts_with("https://") || u.starts_with("http://"))
+            || u.contains('"')
+            || u.chars().any(char::is_whitespace)
+        {
+            errors.push(format!("licenses.public_url: '{u}' is not an http(s) URL"));
+        }
+    }
+    Some(DeviceSettings {
+        registry_url: registry,
+        secret_file: d.secret_file.clone().unwrap_or_else(|| PathBuf::from("state/device-master.key")),
+        signing_key: d.signing_key.clone().unwrap_or_else(|| PathBuf::from("state/origin-signing.pem")),
+        max_devices_per_subject: max_devices,
+        max_domain_members: max_members,
+        request_skew_secs: i64::try_from(skew).unwrap_or(120),
+        register_claims: d.register_claims.clone(),
+        entitlement_grace_secs: i64::try_from(grace).unwrap_or(0),
+        licenses_dir: l.and_then(|l| l.dir.clone()).unwrap_or_else(|| PathBuf::from("licenses")),
+        direct_ttl_secs: i64::try_from(ttl).unwrap_or(7 * 86_400),
+        regenerate_every: Duration::from_secs(every),
+        public_url,
+        fsync: l.and_then(|l| l.fsync).unwrap_or(true),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::raw::without_credentials;
+
+    #[test]
+    fn registry_urls_lose_their_password_in_messages() {
+        assert_eq!(without_credentials("postgres://u:secret@db:5432/x?sslmode=require"), "postgres://…@db:5432/x");
+        assert_eq!(without_credentials("sqlite:state/devices.sqlite3"), "sqlite:state/devices.sqlite3");
+    }
+}
