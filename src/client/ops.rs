@@ -68,12 +68,8 @@ impl Client {
         p.insert("jti".into(), jose::b64e(&jti).into());
         p.insert("aud".into(), act.path().into());
         p.extend(extra);
-        let header = JwsHeader {
-            alg: "ES256".into(),
-            kid: Some(self.store.state.device_id.clone()),
-            typ: typ::REQUEST.into(),
-            ih: None,
-        };
+        let header =
+            JwsHeader { alg: "ES256".into(), kid: Some(self.store.state.device_id.clone()), typ: typ::REQUEST.into() };
         jose::jws_sign(&header, Value::Object(p).to_string().as_bytes(), &sig)
             .map_err(|e| ClientError::Store(e.to_string()))
     }

@@ -166,7 +166,7 @@ pub fn domain_binding(keys: &OriginKeys, d: &DomainRecord) -> Result<(Binding, J
 
 /// An object to write: its digest (cheap) and how to build it (EC operations).
 pub struct Planned {
-    /// Input digest (goes into the JWS header as `ih`).
+    /// Input digest (goes into the payload as `ih`).
     pub ih: String,
     /// Expiry, if any.
     pub exp: Option<i64>,
@@ -280,9 +280,10 @@ impl Planned {
                     seq: period.seq,
                     kids: entry.kids(),
                     key: jwe,
+                    ih: Some(self.ih.clone()),
                 };
                 let payload = serde_json::to_vec(&l).map_err(|e| DeviceError::Internal(e.to_string()))?;
-                keys.sign(typ::LICENSE, &payload, Some(self.ih.clone())).map_err(internal)
+                keys.sign(typ::LICENSE, &payload).map_err(internal)
             }
             PlannedKind::DomainKey { domain, kv, member, to } => {
                 let private = keys.domain_key(domain, *kv).map_err(internal)?;
@@ -295,9 +296,10 @@ impl Planned {
                     member: member.clone(),
                     public: private.public().to_json(),
                     key: jwe,
+                    ih: Some(self.ih.clone()),
                 };
                 let payload = serde_json::to_vec(&dk).map_err(|e| DeviceError::Internal(e.to_string()))?;
-                keys.sign(typ::DOMAIN_KEY, &payload, Some(self.ih.clone())).map_err(internal)
+                keys.sign(typ::DOMAIN_KEY, &payload).map_err(internal)
             }
         }
     }
@@ -310,13 +312,21 @@ pub fn index(
     files: Vec<IndexEntry>,
     domains: Vec<IndexDomain>,
 ) -> Result<(String, String), DeviceError> {
-    let idx = Index { v: V, bind: bind.clone(), files, domains };
+    let mut idx = Index { v: V, bind: bind.clone(), files, domains, ih: None };
+    let ih = index_input_digest(keys, &idx)?;
+    idx.ih = Some(ih.clone());
     let payload = serde_json::to_vec(&idx).map_err(|e| DeviceError::Internal(e.to_string()))?;
+    let jws = keys.sign(typ::INDEX, &payload).map_err(|e| DeviceError::Internal(e.to_string()))?;
+    Ok((ih, jws))
+}
+
+/// The input digest of an index (computed without its own `ih`).
+pub fn index_input_digest(keys: &OriginKeys, idx: &Index) -> Result<String, DeviceError> {
+    let payload =
+        serde_json::to_vec(&Index { ih: None, ..idx.clone() }).map_err(|e| DeviceError::Internal(e.to_string()))?;
     let mut canonical = format!("index/{}/", keys.current().kid).into_bytes();
     canonical.extend_from_slice(&payload);
-    let ih = keys.input_digest(&canonical);
-    let jws = keys.sign(typ::INDEX, &payload, Some(ih.clone())).map_err(|e| DeviceError::Internal(e.to_string()))?;
-    Ok((ih, jws))
+    Ok(keys.input_digest(&canonical))
 }
 
 /// The device certificate.
@@ -334,7 +344,7 @@ pub fn certificate(keys: &OriginKeys, d: &DeviceRecord, now: i64) -> Result<Stri
         iat: now,
     };
     let payload = serde_json::to_vec(&c).map_err(|e| DeviceError::Internal(e.to_string()))?;
-    keys.sign(typ::CERTIFICATE, &payload, None).map_err(|e| DeviceError::Internal(e.to_string()))
+    keys.sign(typ::CERTIFICATE, &payload).map_err(|e| DeviceError::Internal(e.to_string()))
 }
 
 #[cfg(test)]

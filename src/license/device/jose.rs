@@ -239,10 +239,6 @@ pub struct JwsHeader {
     pub kid: Option<String>,
     /// Object type (`drm-origin/license+jws`, …).
     pub typ: String,
-    /// Input digest of a pre-generated file (HMAC under the master secret): the writer skips a
-    /// file whose digest is unchanged. Reveals nothing but equality.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ih: Option<String>,
 }
 
 /// Signs `payload` (JSON bytes) with `key` under `header`; compact serialization.
@@ -474,7 +470,7 @@ mod tests {
     #[test]
     fn jws_round_trip_is_deterministic_and_tamper_evident() {
         let k = key(b"sig");
-        let h = JwsHeader { alg: "ES256".into(), kid: Some("k1".into()), typ: "t".into(), ih: None };
+        let h = JwsHeader { alg: "ES256".into(), kid: Some("k1".into()), typ: "t".into() };
         let a = jws_sign(&h, br#"{"v":1}"#, &k).unwrap();
         let b = jws_sign(&h, br#"{"v":1}"#, &k).unwrap();
         assert_eq!(a, b, "RFC 6979: same input, same bytes");

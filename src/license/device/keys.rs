@@ -102,10 +102,10 @@ impl OriginKeys {
         &self.jwks
     }
 
-    /// Signs `payload` as an origin object of type `typ` (with an input digest for files).
-    pub fn sign(&self, typ: &str, payload: &[u8], ih: Option<String>) -> Result<String, jose::JoseError> {
+    /// Signs `payload` as an origin object of type `typ`.
+    pub fn sign(&self, typ: &str, payload: &[u8]) -> Result<String, jose::JoseError> {
         let k = self.current();
-        let header = JwsHeader { alg: "ES256".into(), kid: Some(k.kid.clone()), typ: typ.into(), ih };
+        let header = JwsHeader { alg: "ES256".into(), kid: Some(k.kid.clone()), typ: typ.into() };
         jose::jws_sign(&header, payload, &k.key)
     }
 
@@ -144,8 +144,7 @@ fn jwks_document(ring: &[SigningKey]) -> Result<String, KeysError> {
         let [old, new] = pair else { continue };
         let a = KeyAnnouncement { v: V, kid: new.kid.clone(), jwk: new.key.public().to_json() };
         let payload = serde_json::to_vec(&a).map_err(|e| corrupt("<keyring>", &e.to_string()))?;
-        let header =
-            JwsHeader { alg: "ES256".into(), kid: Some(old.kid.clone()), typ: typ::KEY_ANNOUNCEMENT.into(), ih: None };
+        let header = JwsHeader { alg: "ES256".into(), kid: Some(old.kid.clone()), typ: typ::KEY_ANNOUNCEMENT.into() };
         announcements
             .push(jose::jws_sign(&header, &payload, &old.key).map_err(|e| corrupt("<keyring>", &e.to_string()))?);
     }

@@ -159,6 +159,10 @@ pub struct License {
     pub kids: Vec<String>,
     /// JWE (ECDH-ES+A256KW, A256GCM) to the bound key; payload: [`KeySet`].
     pub key: String,
+    /// Input digest: a keyed hash (master secret) of everything the file is made from; the
+    /// writer skips a file whose digest is unchanged. Reveals nothing but equality.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ih: Option<String>,
 }
 
 /// The content keys inside a license: a ClearKey JSON Web Key set (EME §9.1.4) plus each key's
@@ -209,6 +213,9 @@ pub struct DomainKey {
     pub public: Value,
     /// JWE to the member's `enc` key; payload: the domain's private JWK.
     pub key: String,
+    /// Input digest (see [`License::ih`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ih: Option<String>,
 }
 
 /// One file of a license folder, as its index lists it.
@@ -257,6 +264,9 @@ pub struct Index {
     /// Domains the device belongs to (device folders only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub domains: Vec<IndexDomain>,
+    /// Input digest (see [`License::ih`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ih: Option<String>,
 }
 
 /// The origin's device certificate (JWS payload).

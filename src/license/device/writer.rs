@@ -16,8 +16,8 @@
 //!   folder's `index.json` is written after its files (and their directories) are durable. A
 //!   crash or a full disk leaves the previous files or the new ones, never a torn one, and the
 //!   next run completes the folder.
-//! * **Deterministic and skipping**: every object carries the digest of its inputs in its JWS
-//!   header (`ih`); a file whose digest is unchanged is not rewritten, so a rerun over an
+//! * **Deterministic and skipping**: every object carries the digest of its inputs in its
+//!   payload (`ih`); a file whose digest is unchanged is not rewritten, so a rerun over an
 //!   unchanged registry writes nothing. The folder itself is the writer's state: no table can
 //!   disagree with it, and a wiped folder is simply rewritten.
 //! * **Generations in paths**: a reset device's folder is deleted and its next registration
@@ -119,12 +119,12 @@ pub fn domain_folder(id: &str, kv: u64) -> String {
     format!("v1/m/{id}/{kv}")
 }
 
-/// The JWS header's `ih` of a file we wrote, if it is one.
-fn header_ih(bytes: &[u8]) -> Option<String> {
+/// The payload's `ih` of a file we wrote, if it is one.
+fn payload_ih(bytes: &[u8]) -> Option<String> {
     let text = std::str::from_utf8(bytes).ok()?;
-    let h = text.split('.').next()?;
-    let header: jose::JwsHeader = serde_json::from_slice(&jose::b64d(h)?).ok()?;
-    header.ih
+    let p = text.split('.').nth(1)?;
+    let payload: serde_json::Value = serde_json::from_slice(&jose::b64d(p)?).ok()?;
+    payload.get("ih")?.as_str().map(str::to_owned)
 }
 
 impl Writer {
@@ -247,11 +247,18 @@ impl Writer {
         let mut entries = Vec::with_capacity(planned.len());
         let mut keep: BTreeSet<PathBuf> = BTreeSet::new();
         let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
+        // A file is kept only if its input digest is current AND the folder's (verified) index
+        // lists its exact bytes: a file altered in place, or a folder whose index is missing or
+        // forged, is rewritten.
+        let listed = self.listed(keys, folder);
         for (rel, p) in planned {
             let path = self.public.join(&rel);
             let current = std::fs::read(&path).ok();
+            let intact = |b: &[u8]| {
+                listed.as_ref().and_then(|l| l.get(&rel)).is_some_and(|d| *d == jose::b64e(&jose::sha256(b)))
+            };
             let bytes = match current {
-                Some(b) if header_ih(&b).as_deref() == Some(p.ih.as_str()) => {
+                Some(b) if payload_ih(&b).as_deref() == Some(p.ih.as_str()) && intact(&b) => {
                     report.unchanged = report.unchanged.saturating_add(1);
                     b
                 }
@@ -285,7 +292,7 @@ impl Writer {
         keep.insert(index_path.clone());
         let (ih, jws) = index_digest(keys, bind, entries, domains)?;
         let current = std::fs::read(&index_path).ok();
-        if current.as_deref().and_then(header_ih).as_deref() == Some(ih.as_str()) {
+        if listed.is_some() && current.as_deref().and_then(payload_ih).as_deref() == Some(ih.as_str()) {
             report.unchanged = report.unchanged.saturating_add(1);
         } else {
             let jws = jws.sign(keys)?;
@@ -296,6 +303,15 @@ impl Writer {
         }
         report.removed = self.remove_except(&self.public.join(folder), &keep)?;
         Ok(report)
+    }
+
+    /// The digests a folder's index lists, if the index verifies with a published key.
+    fn listed(&self, keys: &OriginKeys, folder: &str) -> Option<BTreeMap<String, String>> {
+        let text = std::fs::read_to_string(self.public.join(folder).join("index.json")).ok()?;
+        let jws = jose::Jws::parse(text.trim()).ok()?;
+        let signer = keys.ring().iter().find(|k| jws.header.kid.as_deref() == Some(k.kid.as_str()))?;
+        jws.verify(&signer.key.public()).ok()?;
+        jws.payload_as::<Index>().ok().map(|i| i.files.into_iter().map(|f| (f.path, f.sha256)).collect())
     }
 
     /// Removes every file under `dir` that is not in `keep` (and emptied folders).
@@ -536,9 +552,7 @@ fn index_digest(
     files: Vec<IndexEntry>,
     domains: Vec<IndexDomain>,
 ) -> Result<(String, IndexToSign), WriteError> {
-    let idx = Index { v: V, bind: bind.clone(), files, domains };
-    let payload = serde_json::to_vec(&idx).map_err(|e| WriteError::Build(DeviceError::Internal(e.to_string())))?;
-    let mut canonical = format!("index/{}/", keys.current().kid).into_bytes();
-    canonical.extend_from_slice(&payload);
-    Ok((keys.input_digest(&canonical), IndexToSign { bind: idx.bind, files: idx.files, domains: idx.domains }))
+    let idx = Index { v: V, bind: bind.clone(), files, domains, ih: None };
+    let ih = issue::index_input_digest(keys, &idx)?;
+    Ok((ih, IndexToSign { bind: idx.bind, files: idx.files, domains: idx.domains }))
 }

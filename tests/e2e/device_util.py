@@ -1,0 +1,268 @@
+"""Helpers for the device-licensing tests (test_device*.py).
+
+The tests drive the origin three ways, so no single implementation judges itself:
+* `drm-origin client …` (the reference client, Rust) for the flows a device runs;
+* raw HTTP with device requests signed by **joserfc** (PyPI, independent JOSE) for every
+  refusal, so the origin is shown to accept and refuse objects it did not make;
+* joserfc (and npm `jose`, tests/browser/jose_oracle.mjs) to verify and open the origin's files.
+"""
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+from joserfc import jwe, jws
+from joserfc.jwk import ECKey, KeySet
+
+from conftest import BIN, ROOT
+
+JWE_ALGS = ["ECDH-ES+A256KW", "A256GCM"]
+REQUEST_TYP = "drm-origin/device-request+jws"
+
+
+def config_text(tmp, registry, licenses_dir, extra_devices="", extra=""):
+    """An origin configuration with device licensing on: auto keys per asset (so each asset has
+    its own KIDs), every variant, no raw key endpoint (key_delivery none: device licenses are
+    the only way to a key)."""
+    return f"""
+[storage]
+rescan_interval_ms = 200
+stable_after_ms = 0
+[keystore]
+path = "{tmp}/state/keys.json"
+[auth]
+hmac_secret = "ZHJtLW9yaWdpbiBkZXZpY2UgdGVzdCBzZWNyZXQgKHB1YmxpYyEpISE="
+issuer = "https://idp.test/"
+audience = "drm-origin"
+[policies.dev]
+dash = ["cenc", "cbcs"]
+hls = ["cbcs", "aes128", "cenc"]
+drm_systems = ["clearkey"]
+device_licenses = "direct"
+keys = {{ video = "auto", audio = "auto", envelope = "auto" }}
+[[assets]]
+match = "**"
+policy = "dev"
+[devices]
+registry = "{registry}"
+secret_file = "{tmp}/state/device-master.key"
+signing_key = "{tmp}/state/origin-signing.pem"
+max_devices_per_subject = 4
+max_domain_members = 3
+register_claims = {{ groups = "entitled" }}
+entitlement_grace_secs = 3600
+{extra_devices}
+[licenses]
+dir = "{licenses_dir}"
+regenerate_every_secs = 3600
+{extra}
+"""
+
+
+def run(args, check=True, timeout=300, env=None):
+    p = subprocess.run([str(BIN)] + [str(a) for a in args], capture_output=True, text=True, timeout=timeout,
+                       env=env)
+    if check:
+        assert p.returncode == 0, f"drm-origin {' '.join(map(str, args))} failed ({p.returncode}):\n{p.stderr[-3000:]}"
+    return p
+
+
+def token(config, sub, groups=("entitled",), ttl="1h"):
+    args = ["token", "--config", config, "--sub", sub, "--ttl", ttl]
+    if groups:
+        args += ["--groups", ",".join(groups)]
+    return run(args).stdout.strip()
+
+
+def client(store, *args, check=True):
+    """`drm-origin client --store STORE …`; returns (returncode, parsed stdout or None, stderr)."""
+    p = run(["client", "--store", store, *args], check=False)
+    if check:
+        assert p.returncode == 0, f"client {' '.join(map(str, args))} failed:\n{p.stderr[-3000:]}"
+    out = None
+    if p.stdout.strip():
+        try:
+            out = json.loads(p.stdout.strip().splitlines()[-1])
+        except ValueError:
+            out = p.stdout
+    return p.returncode, out, p.stderr
+
+
+def refused(stderr, reason):
+    """The client refused with `reason`: its own check (`refused: reason`) or the origin's JSON
+    refusal (`… answered 403 reason`)."""
+    return f"refused: {reason}" in stderr or f"answered " in stderr and stderr.rstrip().endswith(reason)
+
+
+def get(url, timeout=30):
+    req = urllib.request.Request(url)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def post(base, path, body, tok=None, raw=None, timeout=30):
+    """POST JSON; returns (status, parsed JSON or raw bytes)."""
+    data = raw if raw is not None else json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"}
+    if tok:
+        headers["Authorization"] = f"Bearer {tok}"
+    req = urllib.request.Request(base + path, data=data, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            status, text = r.status, r.read()
+    except urllib.error.HTTPError as e:
+        status, text = e.code, e.read()
+    try:
+        return status, json.loads(text)
+    except ValueError:
+        return status, text
+
+
+class PyDevice:
+    """A device made with joserfc: its own ids and keys, and requests signed by joserfc."""
+
+    def __init__(self, dev_id=None):
+        self.id = dev_id or str(uuid.uuid4())
+        self.enc = ECKey.generate_key("P-256")
+        self.sig = ECKey.generate_key("P-256")
+        self.gen = None
+
+    def request(self, act, aud, gen=None, iat=None, jti=None, sig_key=None, **extra):
+        payload = {"v": 1, "act": act, "dev": self.id, "iat": int(iat if iat is not None else time.time()),
+                   "jti": jti or uuid.uuid4().hex, "aud": aud}
+        if gen is not None:
+            payload["gen"] = gen
+        payload.update(extra)
+        header = {"alg": "ES256", "kid": self.id, "typ": REQUEST_TYP}
+        return jws.serialize_compact(header, json.dumps(payload).encode(), sig_key or self.sig, algorithms=["ES256"])
+
+    def register_request(self, **kw):
+        return self.request("register", "/.drm/device/register",
+                            enc=self.enc.as_dict(private=False), sig=self.sig.as_dict(private=False), **kw)
+
+    def register(self, base, tok):
+        status, body = post(base, "/.drm/device/register", {"request": self.register_request()}, tok)
+        assert status in (200, 201), (status, body)
+        self.gen = body["gen"]
+        return body
+
+
+def keyset(jwks_text):
+    return KeySet.import_key_set(json.loads(jwks_text))
+
+
+def verify_file(path_or_text, ks):
+    """joserfc's verdict on one of our JWS files: (header, payload dict)."""
+    text = path_or_text.read_text() if isinstance(path_or_text, Path) else path_or_text
+    obj = jws.deserialize_compact(text.strip(), ks, algorithms=["ES256"])
+    return obj.protected, json.loads(obj.payload)
+
+
+def b64d(s):
+    import base64
+    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+
+def unverified(text):
+    """(header, payload) of a compact JWS, unverified (for tampering tests)."""
+    h, p, _ = text.strip().split(".")
+    return json.loads(b64d(h)), json.loads(b64d(p))
+
+
+def open_license(text, enc_key):
+    """joserfc opens a license's JWE with a device (or domain) key: (payload, ClearKey key set)."""
+    _, payload = unverified(text)
+    return payload, json.loads(jwe.decrypt_compact(payload["key"], enc_key, algorithms=JWE_ALGS).plaintext)
+
+
+def resign(payload, header, pem_path):
+    """Re-signs a tampered payload with the origin's own signing key (the last PEM block), so a
+    test can show that the client's other checks hold on their own."""
+    text = Path(pem_path).read_text()
+    last = "-----BEGIN PRIVATE KEY-----" + text.split("-----BEGIN PRIVATE KEY-----")[-1]
+    key = ECKey.import_key(last)
+    return jws.serialize_compact(header, json.dumps(payload).encode(), key, algorithms=["ES256"])
+
+
+def store_key(store, name):
+    return ECKey.import_key(Path(store, f"{name}.pem").read_text())
+
+
+def public_files(public):
+    """Every file a static server can reach under `public`, relative paths."""
+    public = Path(public)
+    return sorted(str(p.relative_to(public)) for p in public.rglob("*") if p.is_file())
+
+
+def check_public_tree(public, jwks_text):
+    """Every reachable file is complete and signed (joserfc), and every index lists existing
+    files with their digests. Returns (number of files, problems)."""
+    import base64
+    import hashlib
+    ks = keyset(jwks_text)
+    public = Path(public)
+    problems = []
+    files = public_files(public)
+    for rel in files:
+        if rel == "v1/keys.json":
+            json.loads((public / rel).read_text())
+            continue
+        try:
+            header, payload = verify_file(public / rel, ks)
+        except Exception as e:  # noqa: BLE001 - any failure is the finding
+            problems.append(f"{rel}: {type(e).__name__}: {e}")
+            continue
+        if rel.endswith("index.json"):
+            for f in payload["files"]:
+                p = public / f["path"]
+                if not p.exists():
+                    problems.append(f"{rel} lists missing {f['path']}")
+                    continue
+                digest = base64.urlsafe_b64encode(hashlib.sha256(p.read_bytes()).digest()).rstrip(b"=").decode()
+                if digest != f["sha256"]:
+                    problems.append(f"{rel}: digest of {f['path']} differs")
+    return len(files), problems
+
+
+def metric(origin, name):
+    status, _, body = origin.get("/metrics")
+    assert status == 200
+    total = 0.0
+    for line in body.decode().splitlines():
+        if line.startswith(name) and not line.startswith("#"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def license_requests_in(log_text):
+    """Access-log lines of requests to the origin's license and key endpoints."""
+    return [l for l in log_text.splitlines() if "target: access" in l or " access:" in l
+            if any(p in l for p in ("path=/.drm/license", "path=/.drm/key/", "path=/.drm/clearkey",
+                                     "path=/.drm/device", "path=/.drm/domain"))]
+
+
+def copy_tree(src, dst):
+    shutil.copytree(src, dst, dirs_exist_ok=True)
+    return dst
+
+
+def node():
+    p = shutil.which("node")
+    assert p, "node is not installed (.ci/run installs it)"
+    return p
+
+
+def jose_oracle(*args):
+    """tests/browser/jose_oracle.mjs with npm `jose` (next to its node_modules)."""
+    p = subprocess.run([node(), str(ROOT / "tests" / "browser" / "jose_oracle.mjs"), *map(str, args)],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, f"npm jose oracle failed:\n{p.stdout}\n{p.stderr}"
+    return json.loads(p.stdout)

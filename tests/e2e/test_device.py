@@ -1,0 +1,254 @@
+"""Device-bound licensing (issue 10), end to end: the real origin, its registry (SQLite, and the
+same flows once on a real PostgreSQL with two origins), the license folder served by a real
+nginx, the reference client (`drm-origin client`) decrypting DASH and HLS renditions, and ffmpeg
+judging the result against the source frame by frame.
+
+Refusals, tampering and the independent JOSE oracles live in test_device_refusals.py; crashes
+and full disks in test_device_faults.py.
+"""
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+import device_util as du
+from conftest import ASSETS, Origin
+from media_util import compare_md5, framemd5, source_framemd5
+from services import Nginx, Postgres
+
+SOURCE = ASSETS / "progressive.mp4"
+
+
+class Stack:
+    """One origin (two on PostgreSQL, sharing registry and keys), its license folder served by
+    nginx, and helpers to run clients."""
+
+    def __init__(self, tmp, backend):
+        self.tmp = Path(tmp)
+        self.backend = backend
+        (self.tmp / "state").mkdir(parents=True)
+        self.pg = None
+        if backend == "postgres":
+            self.pg = Postgres()
+            registry = self.pg.url
+        else:
+            registry = f"sqlite:{self.tmp}/state/devices.sqlite3"
+        self.registry = registry
+        self.licenses = self.tmp / "licenses"
+        self.config = self.tmp / "origin.toml"
+        self.config.write_text(du.config_text(self.tmp, registry, self.licenses))
+        self.origin = Origin(ASSETS, config=self.config)
+        self.others = []
+        if backend == "postgres":
+            # A second node: same registry, same secret and signing key, its own folder.
+            self.config_b = self.tmp / "origin-b.toml"
+            self.config_b.write_text(du.config_text(self.tmp, registry, self.tmp / "licenses-b"))
+            self.others.append(Origin(ASSETS, config=self.config_b))
+        self.public = self.licenses / "public"
+        self.nginx = Nginx.static(self.public)
+        self.jwks = (self.public / "v1" / "keys.json").read_text()
+
+    def tok(self, sub, **kw):
+        return du.token(self.config, sub, **kw)
+
+    def store(self, name):
+        return self.tmp / "stores" / name
+
+    def register(self, name, sub, origin=None):
+        store = self.store(name)
+        o = origin or self.origin
+        _, out, _ = du.client(store, "register", "--origin", o.base_url, "--licenses", self.nginx.base_url,
+                              "--token", self.tok(sub))
+        return store, out
+
+    def device_id(self, store):
+        return json.loads(Path(store, "device.json").read_text())["device_id"]
+
+    def close(self):
+        for o in [self.origin, *self.others]:
+            o.stop()
+        self.nginx.close()
+        if self.pg:
+            self.pg.close()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def stack(request, tmp_path_factory):
+    s = Stack(tmp_path_factory.mktemp(f"device-{request.param}"), request.param)
+    yield s
+    s.close()
+
+
+def judge(out, kind, label):
+    """Frame-exact equality with the source track (pre-roll rule of media_util)."""
+    spec = "0:v:0" if kind == "video" else "0:a:0"
+    problem = compare_md5(source_framemd5(str(SOURCE), spec), framemd5(out, spec, label=label))
+    assert problem is None, problem
+
+
+CASES_SQLITE = [
+    ("progressive/manifest.mpd", "video"),         # DASH cenc
+    ("progressive/manifest.mpd", "audio"),
+    ("progressive/manifest.cbcs.mpd", "video"),    # DASH cbcs
+    ("progressive/master.m3u8", "video"),          # HLS cbcs (the policy's first HLS variant)
+    ("progressive/master.aes128.m3u8", "video"),   # HLS AES-128
+    ("progressive/master.aes128.m3u8", "audio"),
+]
+CASES_POSTGRES = [("progressive/manifest.mpd", "video"), ("progressive/master.aes128.m3u8", "audio")]
+
+
+def test_register_generate_static_decrypt(stack):
+    """Register → `licenses generate` → nginx serves the folder → `client decrypt` of DASH and HLS
+    renditions equals the source frame by frame, with no request to the origin's license, key or
+    device endpoints while playing."""
+    store, reg = stack.register("player", "alice")
+    dev = stack.device_id(store)
+    assert reg["gen"] == 1
+    report = json.loads(du.run(["licenses", "generate", "--config", stack.config, "--assets", ASSETS, "--json"]).stdout)
+    # Registration already wrote the device's folder; the command finds it current.
+    assert report["written"] == 0 and report["unchanged"] >= 4, report
+    n, problems = du.check_public_tree(stack.public, stack.jwks)
+    assert not problems and n >= 5, problems
+
+    mark = len(stack.origin.log())
+    issued = du.metric(stack.origin, "origin_device_licenses_total")
+    cases = CASES_SQLITE if stack.backend == "sqlite" else CASES_POSTGRES
+    for manifest, kind in cases:
+        out = stack.tmp / f"clear-{manifest.replace('/', '_')}-{kind}.mp4"
+        _, summary, _ = du.client(store, "decrypt", stack.origin.url("/" + manifest), "--kind", kind, "-o", out)
+        assert summary["asset"] == "progressive" and summary["bound_to"] == "device", summary
+        judge(out, kind, f"{manifest} {kind}")
+    hits = du.license_requests_in(stack.origin.log()[mark:])
+    assert hits == [], "license endpoints were asked during playback:\n" + "\n".join(hits)
+    assert du.metric(stack.origin, "origin_device_licenses_total") == issued
+    served = stack.nginx.access_log()
+    assert f"/v1/d/{dev}/1/index.json" in served and f"/v1/d/{dev}/1/a/progressive.lic" in served, served
+
+    # The protected bytes really were encrypted: same size (the client renames boxes, cuts
+    # nothing), different bytes.
+    from media_util import dash_renditions, fetch_manifest, fetch_ok, parse_mpd
+    url = stack.origin.url("/progressive/manifest.mpd")
+    video = [r for r in dash_renditions(parse_mpd(fetch_manifest(url, "application/dash+xml")), url)
+             if r.kind == "video"][0]
+    raw = b"".join(fetch_ok(u) for u in [video.init_url, *video.segment_urls])
+    clear = (stack.tmp / "clear-progressive_manifest.mpd-video.mp4").read_bytes()
+    assert len(raw) == len(clear) and raw != clear
+
+    if stack.backend == "postgres":
+        # Two nodes, one registry: the second node's folder holds the same bytes, file for file.
+        du.run(["licenses", "generate", "--config", stack.config_b, "--assets", ASSETS])
+        a, b = stack.public, stack.tmp / "licenses-b" / "public"
+        assert du.public_files(a) == du.public_files(b)
+        for rel in du.public_files(a):
+            assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
+
+
+def test_domain_export_import(stack):
+    """A creates a domain, B joins; B plays with A's exported license; C, registered to the same
+    owner but not a member, is refused; when B leaves, the key version moves on."""
+    a, _ = stack.register("dom-a", "dora")
+    b, _ = stack.register("dom-b", "dora")
+    c, _ = stack.register("dom-c", "dora")
+    tok = stack.tok("dora")
+    _, joined, _ = du.client(a, "domain", "join", "--token", tok)
+    dom = joined["domain_id"]
+    assert joined["key_version"] == 1
+    du.client(b, "domain", "join", "--token", tok, "--domain", dom)
+    _, got, _ = du.client(a, "fetch-license", "--asset", "progressive", "--domain", dom)
+    assert got["bound_to"] == dom
+    dlx = stack.tmp / "progressive.dlx"
+    du.client(a, "export", "--asset", "progressive", "-o", dlx)
+
+    # B: import the file, play without any other license.
+    _, imported, _ = du.client(b, "import", dlx)
+    assert imported == {"imported": 1}
+    out = stack.tmp / "domain-b.mp4"
+    _, summary, _ = du.client(b, "decrypt", stack.origin.url("/progressive/manifest.mpd"), "-o", out)
+    assert summary["bound_to"] == "domain", summary
+    judge(out, "video", "domain member B")
+
+    # C: not a member, cannot use it, nor get one online.
+    rc, _, err = du.client(c, "import", dlx, check=False)
+    assert rc != 0 and du.refused(err, "wrong_domain"), err
+    rc, _, err = du.client(c, "fetch-license", "--asset", "progressive", "--domain", dom, "--online-token", tok,
+                           check=False)
+    assert rc != 0 and du.refused(err, "wrong_domain"), err
+
+    # B leaves: version 2 for the remaining member, version 1's folder is gone from the server.
+    _, left, _ = du.client(b, "domain", "leave", "--domain", dom)
+    assert left["key_version"] == 2
+    assert du.get(stack.nginx.url(f"/v1/m/{dom}/1/index.json"))[0] == 404
+    status, body = du.get(stack.nginx.url(f"/v1/m/{dom}/2/index.json"))
+    assert status == 200
+    _, idx = du.verify_file(body.decode(), du.keyset(stack.jwks))
+    members = sorted(f["path"].rsplit("/", 1)[1] for f in idx["files"] if f["path"].endswith(".dkey"))
+    assert members == [f"{stack.device_id(a)}.dkey"]
+    # A still plays after the rotation (it picks up key version 2 from its index).
+    _, got, _ = du.client(a, "fetch-license", "--asset", "progressive", "--domain", dom)
+    assert got["bound_to"] == dom
+
+
+def test_factory_reset(stack):
+    """After a factory reset the old license is refused (dead generation, and it cannot be
+    unwrapped with the new key), the old folder is gone from the server, and the device
+    registers again and plays."""
+    store, _ = stack.register("resetter", "rosa")
+    dev = stack.device_id(store)
+    du.client(store, "fetch-license", "--asset", "progressive")
+    old = stack.tmp / "old-gen1.lic"
+    shutil.copy(Path(store, "licenses", "device~progressive.lic"), old)
+    old_path = f"/v1/d/{dev}/1/a/progressive.lic"
+    assert du.get(stack.nginx.url(old_path))[0] == 200
+
+    _, answer, _ = du.client(store, "reset")
+    assert answer["state"] == "reset"
+    assert not Path(store, "enc.pem").exists() and not Path(store, "licenses").exists()
+    for p in (old_path, f"/v1/d/{dev}/1/index.json"):
+        assert du.get(stack.nginx.url(p))[0] == 404, p
+
+    _, reg, _ = du.client(store, "register", "--origin", stack.origin.base_url, "--licenses",
+                          stack.nginx.base_url, "--token", stack.tok("rosa"))
+    assert reg["device_id"] == dev and reg["gen"] == 2
+    assert du.get(stack.nginx.url(f"/v1/d/{dev}/2/index.json"))[0] == 200
+    rc, _, err = du.client(store, "decrypt", stack.origin.url("/progressive/manifest.mpd"), "--license", old,
+                           "-o", stack.tmp / "never.mp4", check=False)
+    assert rc != 0 and du.refused(err, "stale_generation"), err
+    with pytest.raises(Exception):
+        du.open_license(old.read_text(), du.store_key(store, "enc"))
+    # A request signed for the dead generation is refused by the origin too.
+    py = du.PyDevice(dev)
+    py.sig = du.store_key(store, "sig")
+    status, body = du.post(stack.origin.base_url, "/.drm/license",
+                           {"request": py.request("license", "/.drm/license", gen=1, asset="progressive")},
+                           stack.tok("rosa"))
+    assert (status, body["reason"]) == (409, "stale_generation")
+
+    out = stack.tmp / "after-reset.mp4"
+    du.client(store, "decrypt", stack.origin.url("/progressive/master.m3u8"), "-o", out)
+    judge(out, "video", "after factory reset")
+
+
+def test_registry_down_is_503(stack):
+    """The registry out of reach: 503 registry_unavailable, nothing else breaks, and service
+    resumes by itself."""
+    dev = du.PyDevice()
+    tok = stack.tok("outage")
+    if stack.backend == "sqlite":
+        db = sqlite3.connect(stack.registry.removeprefix("sqlite:"), timeout=1)
+        db.execute("BEGIN EXCLUSIVE")
+        try:
+            status, body = du.post(stack.origin.base_url, "/.drm/device/register", {"request": dev.register_request()}, tok)
+        finally:
+            db.rollback()
+            db.close()
+    else:
+        stack.pg.stop()
+        try:
+            status, body = du.post(stack.origin.base_url, "/.drm/device/register", {"request": dev.register_request()}, tok)
+        finally:
+            stack.pg.start()
+    assert (status, body["reason"]) == (503, "registry_unavailable")
+    assert stack.origin.get("/progressive/manifest.mpd")[0] == 200, "media keeps flowing"
+    dev.register(stack.origin.base_url, tok)
