@@ -19,7 +19,8 @@ from pathlib import Path
 from joserfc import jwe, jws
 from joserfc.jwk import ECKey, KeySet
 
-from conftest import BIN, ROOT
+from conftest import ASSETS, BIN, ROOT, Origin
+from services import Nginx, Postgres
 
 JWE_ALGS = ["ECDH-ES+A256KW", "A256GCM"]
 REQUEST_TYP = "drm-origin/device-request+jws"
@@ -266,3 +267,56 @@ def jose_oracle(*args):
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, f"npm jose oracle failed:\n{p.stdout}\n{p.stderr}"
     return json.loads(p.stdout)
+
+
+class Stack:
+    """One origin (two on PostgreSQL, sharing registry and keys), its license folder served by
+    nginx, and helpers to run clients."""
+
+    def __init__(self, tmp, backend, **config_kw):
+        self.tmp = Path(tmp)
+        self.backend = backend
+        (self.tmp / "state").mkdir(parents=True)
+        self.pg = None
+        if backend == "postgres":
+            self.pg = Postgres()
+            registry = self.pg.url
+        else:
+            registry = f"sqlite:{self.tmp}/state/devices.sqlite3"
+        self.registry = registry
+        self.licenses = self.tmp / "licenses"
+        self.config = self.tmp / "origin.toml"
+        self.config.write_text(config_text(self.tmp, registry, self.licenses, **config_kw))
+        self.origin = Origin(ASSETS, config=self.config)
+        self.others = []
+        if backend == "postgres":
+            # A second node: same registry, same secret and signing key, its own folder.
+            self.config_b = self.tmp / "origin-b.toml"
+            self.config_b.write_text(config_text(self.tmp, registry, self.tmp / "licenses-b", **config_kw))
+            self.others.append(Origin(ASSETS, config=self.config_b))
+        self.public = self.licenses / "public"
+        self.nginx = Nginx.static(self.public)
+        self.jwks = (self.public / "v1" / "keys.json").read_text()
+
+    def tok(self, sub, **kw):
+        return token(self.config, sub, **kw)
+
+    def store(self, name):
+        return self.tmp / "stores" / name
+
+    def register(self, name, sub, origin=None):
+        store = self.store(name)
+        o = origin or self.origin
+        _, out, _ = client(store, "register", "--origin", o.base_url, "--licenses", self.nginx.base_url,
+                              "--token", self.tok(sub))
+        return store, out
+
+    def device_id(self, store):
+        return json.loads(Path(store, "device.json").read_text())["device_id"]
+
+    def close(self):
+        for o in [self.origin, *self.others]:
+            o.stop()
+        self.nginx.close()
+        if self.pg:
+            self.pg.close()

@@ -14,64 +14,11 @@ from pathlib import Path
 import pytest
 
 import device_util as du
-from conftest import ASSETS, Origin
+from conftest import ASSETS
+from device_util import Stack
 from media_util import compare_md5, framemd5, source_framemd5
-from services import Nginx, Postgres
 
 SOURCE = ASSETS / "progressive.mp4"
-
-
-class Stack:
-    """One origin (two on PostgreSQL, sharing registry and keys), its license folder served by
-    nginx, and helpers to run clients."""
-
-    def __init__(self, tmp, backend):
-        self.tmp = Path(tmp)
-        self.backend = backend
-        (self.tmp / "state").mkdir(parents=True)
-        self.pg = None
-        if backend == "postgres":
-            self.pg = Postgres()
-            registry = self.pg.url
-        else:
-            registry = f"sqlite:{self.tmp}/state/devices.sqlite3"
-        self.registry = registry
-        self.licenses = self.tmp / "licenses"
-        self.config = self.tmp / "origin.toml"
-        self.config.write_text(du.config_text(self.tmp, registry, self.licenses))
-        self.origin = Origin(ASSETS, config=self.config)
-        self.others = []
-        if backend == "postgres":
-            # A second node: same registry, same secret and signing key, its own folder.
-            self.config_b = self.tmp / "origin-b.toml"
-            self.config_b.write_text(du.config_text(self.tmp, registry, self.tmp / "licenses-b"))
-            self.others.append(Origin(ASSETS, config=self.config_b))
-        self.public = self.licenses / "public"
-        self.nginx = Nginx.static(self.public)
-        self.jwks = (self.public / "v1" / "keys.json").read_text()
-
-    def tok(self, sub, **kw):
-        return du.token(self.config, sub, **kw)
-
-    def store(self, name):
-        return self.tmp / "stores" / name
-
-    def register(self, name, sub, origin=None):
-        store = self.store(name)
-        o = origin or self.origin
-        _, out, _ = du.client(store, "register", "--origin", o.base_url, "--licenses", self.nginx.base_url,
-                              "--token", self.tok(sub))
-        return store, out
-
-    def device_id(self, store):
-        return json.loads(Path(store, "device.json").read_text())["device_id"]
-
-    def close(self):
-        for o in [self.origin, *self.others]:
-            o.stop()
-        self.nginx.close()
-        if self.pg:
-            self.pg.close()
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
