@@ -64,6 +64,9 @@ pub struct Track {
     pub segments: Vec<Segment>,
 }
 
+/// Most segments a rendition may list (a hostile manifest must not exhaust memory).
+pub const MAX_SEGMENTS: usize = 200_000;
+
 fn bad(what: impl Into<String>) -> ClientError {
     ClientError::Media(what.into())
 }
@@ -105,7 +108,11 @@ fn expand(tpl: &str, id: &str, bandwidth: &str, number: u64, time: u64) -> Resul
         let ident = after.get(..end).unwrap_or("");
         let (name, width) = match ident.split_once('%') {
             Some((n, f)) => {
-                let w = f.strip_prefix('0').and_then(|f| f.strip_suffix('d')).and_then(|w| w.parse::<usize>().ok());
+                let w = f
+                    .strip_prefix('0')
+                    .and_then(|f| f.strip_suffix('d'))
+                    .and_then(|w| w.parse::<usize>().ok())
+                    .filter(|w| *w <= 32);
                 (n, Some(w.ok_or_else(|| bad(format!("bad format {ident}")))?))
             }
             None => (ident, None),
@@ -266,6 +273,10 @@ fn finish_rep(
         if let Some(s) = start {
             time = *s;
         }
+        let room = MAX_SEGMENTS.saturating_sub(segments.len());
+        if usize::try_from(*r).map_or(true, |r| r >= room) {
+            return Err(bad(format!("Representation {id}: more than {MAX_SEGMENTS} segments")));
+        }
         for _ in 0..=*r {
             segments.push(Segment { url: join(base, &expand(media, &id, &bw, number, time)?), aes128: None });
             number = number.saturating_add(1);
@@ -364,6 +375,9 @@ pub fn parse_media(text: &str, url: &str, kind: Kind) -> Result<Track, ClientErr
                 _ => {}
             }
         } else if !line.is_empty() && !line.starts_with('#') {
+            if segments.len() >= MAX_SEGMENTS {
+                return Err(bad(format!("more than {MAX_SEGMENTS} segments")));
+            }
             let aes128 = key.as_ref().map(|(kid, iv)| Aes128 {
                 kid: *kid,
                 iv: iv.unwrap_or_else(|| {

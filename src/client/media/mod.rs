@@ -122,3 +122,51 @@ pub async fn decrypt(
     std::fs::rename(&tmp, out).map_err(io)?;
     Ok(stats)
 }
+
+/// Fuzz entry (and robustness tests): `data` as every media input the client parses.
+pub fn fuzz_media(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let _ = manifest::parse_mpd(&text, "http://o/a/manifest.mpd");
+    let _ = manifest::parse_media(&text, "http://o/a/r/media.m3u8", Kind::Video);
+    let _ = manifest::parse_master(&text, "http://o/a/master.m3u8");
+    let _ = mp4::clear_init(data);
+    let t = mp4::TrackCrypto {
+        track_id: 1,
+        scheme: *b"cbcs",
+        kid: KeyId([0; 16]),
+        iv_size: 0,
+        constant_iv: vec![0; 16],
+        crypt: 1,
+        skip: 9,
+        default_size: 0,
+    };
+    let _ = mp4::clear_segment(data, &[t], &|_| Some(Key::new([1; 16])));
+    let _ = mp4::aes128_segment(&Key::new([1; 16]), &[0; 16], data);
+}
+
+#[cfg(test)]
+mod robustness {
+    #[test]
+    fn mutated_manifests_never_panic() {
+        let mpd = r#"<MPD><Period><AdaptationSet contentType="video"><SegmentTemplate media="$Number%05d$.m4s" initialization="i.mp4"><SegmentTimeline><S t="0" d="4" r="2"/></SegmentTimeline></SegmentTemplate><Representation id="v" bandwidth="1"/></AdaptationSet></Period></MPD>"#;
+        let m3u8 =
+            "#EXTM3U\n#EXT-X-MAP:URI=\"i.mp4\"\n#EXT-X-KEY:METHOD=AES-128,URI=\"k\",IV=0x00\n#EXTINF:4,\n1.m4s\n";
+        let mut rng = crate::test_rng::Rng(0x5eed);
+        for base in [mpd.as_bytes(), m3u8.as_bytes()] {
+            for _ in 0..2000 {
+                let mut m = base.to_vec();
+                for _ in 0..=rng.below(4) {
+                    if m.is_empty() {
+                        break;
+                    }
+                    let i = rng.below(m.len());
+                    m[i] = b"<>/$%\"=#:,0d"[rng.below(12)];
+                }
+                super::fuzz_media(&m);
+            }
+        }
+        for n in 0..400 {
+            super::fuzz_media(&rng.bytes(n % 200));
+        }
+    }
+}

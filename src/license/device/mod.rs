@@ -128,3 +128,59 @@ pub fn unix_now() -> i64 {
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or(0)
 }
+
+/// Fuzz entry (and robustness tests): `data` as every object a request or a file brings.
+pub fn fuzz_objects(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    if let Ok(j) = jose::Jws::parse(&text) {
+        let _ = j.payload_as::<objects::DeviceRequest>();
+        let _ = j.payload_as::<objects::License>();
+        let _ = j.payload_as::<objects::Index>();
+    }
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) {
+        let _ = jose::Jwk::parse(&v);
+        let _ = jose::PrivateKey::from_private_json(&v);
+        let _ = keys::parse_jwks(&text);
+    }
+    let _ = jose::jwe_kid(&text);
+    if let Ok(sk) = p256::SecretKey::from_slice(&[7u8; 32]) {
+        let _ = jose::jwe_decrypt(&text, &jose::PrivateKey(sk));
+    }
+}
+
+#[cfg(test)]
+mod robustness {
+    #[test]
+    fn mutated_objects_never_panic() {
+        let k = super::jose::PrivateKey(p256::SecretKey::from_slice(&[9u8; 32]).unwrap());
+        let h = super::jose::JwsHeader {
+            alg: "ES256".into(),
+            kid: Some("d".into()),
+            typ: super::objects::typ::REQUEST.into(),
+        };
+        let seed =
+            super::jose::jws_sign(&h, br#"{"v":1,"act":"license","dev":"x","gen":1,"iat":0,"jti":"j","aud":"/"}"#, &k)
+                .unwrap();
+        let jwe = super::jose::jwe_encrypt(b"{}", &k.public(), None, &super::jose::Drbg::new(b"s", b"c")).unwrap();
+        let mut rng = crate::test_rng::Rng(0xd1ce);
+        for base in [seed.as_bytes(), jwe.as_bytes()] {
+            for _ in 0..1500 {
+                let mut m = base.to_vec();
+                for _ in 0..=rng.below(4) {
+                    if m.is_empty() {
+                        break;
+                    }
+                    let i = rng.below(m.len());
+                    match rng.below(3) {
+                        0 => m[i] = b"./=-_{}\"A0"[rng.below(10)],
+                        1 => {
+                            m.remove(i);
+                        }
+                        _ => m.insert(i, b'.'),
+                    }
+                }
+                super::fuzz_objects(&m);
+            }
+        }
+    }
+}

@@ -26,7 +26,7 @@ use crate::drm::{DeviceLicenses, Drm};
 use crate::license::{Claims, Denied, Verifier};
 
 /// `[devices]` and `[licenses]`, validated.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DeviceSettings {
     /// `sqlite:PATH` or `postgres://…` (may hold a password: never logged).
     pub registry_url: String,
@@ -54,6 +54,25 @@ pub struct DeviceSettings {
     pub public_url: Option<String>,
     /// fsync files and folders (off only for benchmarks on throwaway disks).
     pub fsync: bool,
+}
+
+impl std::fmt::Debug for DeviceSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The registry URL may carry a database password: only its scheme and host are shown.
+        let url = &self.registry_url;
+        let shown = match url.split_once("://") {
+            Some((scheme, rest)) => {
+                let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+                format!("{scheme}://{}", host.split(['/', '?']).next().unwrap_or(""))
+            }
+            None => url.clone(),
+        };
+        f.debug_struct("DeviceSettings")
+            .field("registry", &shown)
+            .field("licenses_dir", &self.licenses_dir)
+            .field("direct_ttl_secs", &self.direct_ttl_secs)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Counters for `/metrics`.

@@ -556,3 +556,7 @@ fn index_digest(
     let ih = issue::index_input_digest(keys, &idx)?;
     Ok((ih, IndexToSign { bind: idx.bind, files: idx.files, domains: idx.domains }))
 }
+
+#[cfg(test)]
+#[path = "writer_tests.rs"]
+mod tests;
