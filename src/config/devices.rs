@@ -98,6 +98,40 @@ pub(super) fn build_devices(raw: &Raw, drm: &Drm, errors: &mut Vec<String>) -> O
 #[cfg(test)]
 mod tests {
     use super::super::raw::without_credentials;
+    use super::super::{Config, Overrides};
+
+    fn load(text: &str) -> Result<Config, super::super::ConfigError> {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!("drm-origin-devcfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join(format!("{}.toml", N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
+        std::fs::write(&p, text).unwrap();
+        Config::load(Some(&p), Overrides::default())
+    }
+
+    const POLICY: &str = "[auth]\nhmac_secret = \"ZHJtLW9yaWdpbiBkZXZpY2UgdGVzdCBzZWNyZXQgKHB1YmxpYyEpISE=\"\n\
+        [keystore]\npath = \"/tmp/k.json\"\n[policies.p]\ndash = [\"cenc\"]\nhls = [\"aes128\"]\n\
+        keys = { video = \"auto\", envelope = \"auto\" }\n";
+
+    #[test]
+    fn device_sections_validate_and_report_every_error() {
+        let ok = load(&format!("{POLICY}device_licenses = \"direct\"\n[devices]\n[licenses]\ndirect_ttl_secs = 600\n")).unwrap();
+        let d = ok.devices.unwrap();
+        assert_eq!((d.direct_ttl_secs, d.max_devices_per_subject, d.registry_url.as_str()), (600, 5, super::DEFAULT_REGISTRY));
+        // aes128 without key_delivery is fine for a device-licensed policy, not otherwise.
+        assert!(load(POLICY).is_err());
+        let e = load(&format!(
+            "{POLICY}device_licenses = \"chained\"\n[devices]\nregistry = \"mysql://x\"\nmax_domain_members = 0\n\
+             [licenses]\ndirect_ttl_days = 7\ndirect_ttl_secs = 60\n"
+        ))
+        .unwrap_err();
+        let text = e.to_string();
+        for want in ["chained", "devices.registry", "max_domain_members", "not both"] {
+            assert!(text.contains(want), "{want} missing from:\n{text}");
+        }
+        let e = load(&format!("{POLICY}device_licenses = \"direct\"\n[licenses]\n")).unwrap_err().to_string();
+        assert!(e.contains("needs a [devices] section"), "{e}");
+    }
 
     #[test]
     fn registry_urls_lose_their_password_in_messages() {

@@ -199,3 +199,36 @@ def test_registry_down_is_503(stack):
     assert (status, body["reason"]) == (503, "registry_unavailable")
     assert stack.origin.get("/progressive/manifest.mpd")[0] == 200, "media keeps flowing"
     dev.register(stack.origin.base_url, tok)
+
+
+def test_signing_key_rotation(tmp_path):
+    """`licenses rotate-key`: after a restart the origin signs with the new key; a device that
+    pinned the old one follows the rotation through the announcement the old key signed (read
+    from the static folder's keys.json), and keeps playing."""
+    s = Stack(tmp_path, "sqlite")
+    try:
+        store, _ = s.register("rotating", "rita")
+        old_kid = json.loads(s.jwks)["keys"][0]["kid"]
+        # Rotation as the README tells it: rotate, regenerate, (re)start the servers. The origin
+        # is stopped first so that its own start-up pass cannot do the command's work.
+        s.origin.stop()
+        out = du.run(["licenses", "rotate-key", "--config", s.config]).stdout
+        new_kid = out.split()[3]
+        assert new_kid != old_kid
+        report = json.loads(du.run(["licenses", "generate", "--config", s.config, "--assets", ASSETS, "--json"]).stdout)
+        assert report["written"] >= 5, f"every object is re-signed with the new key: {report}"
+        s.origin = du.Origin(ASSETS, config=s.config)
+        newcomer = du.PyDevice().register(s.origin.base_url, s.tok("rita"))
+        assert du.unverified(newcomer["certificate"])[0]["kid"] == new_kid, "the restarted origin signs with the new key"
+        jwks = json.loads((s.public / "v1" / "keys.json").read_text())
+        assert [k["kid"] for k in jwks["keys"]] == [old_kid, new_kid] and len(jwks["announcements"]) == 1
+        dev = s.device_id(store)
+        header, _ = du.verify_file(s.public / "v1" / "d" / dev / "1" / "index.json", du.keyset(json.dumps(jwks)))
+        assert header["kid"] == new_kid
+        out_file = tmp_path / "rotated.mp4"
+        du.client(store, "decrypt", s.origin.url("/progressive/manifest.mpd"), "-o", out_file)
+        judge(out_file, "video", "after a signing-key rotation")
+        state = json.loads(Path(store, "device.json").read_text())
+        assert sorted(state["trusted_keys"]) == sorted([old_kid, new_kid])
+    finally:
+        s.close()
