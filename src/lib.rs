@@ -12,6 +12,8 @@ pub mod codec;
 pub mod config;
 pub mod crypto;
 pub mod drm;
+#[doc(hidden)]
+pub mod fuzz_api;
 pub mod http;
 pub mod index;
 pub mod license;

@@ -10,8 +10,14 @@ step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --release --all-targets -- -D warnings
 
-step "unit tests"
+step "unit tests (and every fuzz target over its corpus plus deterministic mutations)"
 cargo test --release
+
+# Coverage-guided fuzzing (libFuzzer via cargo-fuzz), FUZZ_SECONDS per target; 0 skips it.
+if [ "${FUZZ_SECONDS:-0}" -gt 0 ]; then
+    step "fuzzing (${FUZZ_SECONDS}s per target)"
+    bash scripts/fuzz.sh "$FUZZ_SECONDS"
+fi
 
 step "release build"
 cargo build --release
