@@ -110,15 +110,26 @@ enum KeysCommand {
     },
 }
 
+/// Logs to stderr: text lines, or one JSON object per line (`log.format = "json"`);
+/// `RUST_LOG` overrides `default_filter`.
+pub fn init_logging(format: drm_origin::config::LogFormat, default_filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_filter.into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        drm_origin::config::LogFormat::Text => {
+            builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
+        }
+        drm_origin::config::LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
+    }
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    // The server logs every request; one-shot commands only warnings, unless RUST_LOG says.
-    let default_level = if matches!(cli.command, Command::Serve { .. }) { "info" } else { "warn" };
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_level.into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    // The server logs every request, in the format its configuration names (it sets up logging
+    // once that is loaded); one-shot commands only warnings, unless RUST_LOG says.
+    if !matches!(cli.command, Command::Serve { .. }) {
+        init_logging(drm_origin::config::LogFormat::Text, "warn");
+    }
     let result = match cli.command {
         Command::Serve { assets, config, listen } => cmd::serve::serve(assets, config, listen),
         Command::Keys { command: KeysCommand::Show { asset, assets, config, show_keys } } => {

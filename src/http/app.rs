@@ -40,6 +40,10 @@ pub struct App {
     pub(super) encrypt_permits: Arc<Semaphore>,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
+    /// Set once the first scan of the asset folder is done (`/readyz`).
+    pub ready: std::sync::atomic::AtomicBool,
+    /// Set when the shutdown drain starts (`/readyz` answers 503 again).
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 /// Counters exposed at `/metrics` (Prometheus text format), named by stage.
@@ -80,6 +84,8 @@ impl App {
             manifests,
             encrypt_permits,
             metrics: Metrics::default(),
+            ready: std::sync::atomic::AtomicBool::new(false),
+            draining: std::sync::atomic::AtomicBool::new(false),
         }
     }
 

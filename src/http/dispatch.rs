@@ -116,6 +116,17 @@ where
     let query = req.uri.query();
     let resource = match route {
         Route::Health => return Ok(finish(plain(StatusCode::OK, "text/plain", Bytes::from_static(b"ok\n")), method)),
+        Route::Ready => {
+            use std::sync::atomic::Ordering::Relaxed;
+            let (status, body): (_, &'static [u8]) = if app.draining.load(Relaxed) {
+                (StatusCode::SERVICE_UNAVAILABLE, b"draining\n")
+            } else if !app.ready.load(Relaxed) {
+                (StatusCode::SERVICE_UNAVAILABLE, b"indexing\n")
+            } else {
+                (StatusCode::OK, b"ready\n")
+            };
+            return Ok(finish(plain(status, "text/plain", Bytes::from_static(body)), method));
+        }
         Route::Metrics => {
             let text = Bytes::from(app.metrics_text().await);
             return Ok(finish(plain(StatusCode::OK, "text/plain; version=0.0.4", text), method));
@@ -191,11 +202,13 @@ fn preflight(req: &http::request::Parts) -> Response<Chunks> {
     r
 }
 
-/// The asset `id`, ready; 503 when its files are unusable, 404 when unknown.
+/// The asset `id`, ready; 503 when its files are unusable (or the first scan is still running),
+/// 404 when unknown.
 fn asset(app: &App, id: &str) -> Result<Arc<Asset>, ServeError> {
     match app.store.library().assets.get(id) {
         Some(AssetState::Ready(a)) => Ok(a.clone()),
         Some(AssetState::Broken(why)) => Err(ServeError::AssetBroken(why.clone())),
+        None if !app.ready.load(std::sync::atomic::Ordering::Relaxed) => Err(ServeError::Starting),
         None => Err(ServeError::UnknownAsset),
     }
 }

@@ -21,6 +21,7 @@ mod respond;
 pub mod routes;
 mod segment;
 pub mod server;
+pub mod tls;
 
 pub use app::{App, HttpSettings, Metrics};
 pub use dispatch::handle;
