@@ -57,6 +57,8 @@ pub struct Metrics {
     pub responses: [std::sync::atomic::AtomicU64; 6],
     /// Bytes of response bodies sent (Content-Length).
     pub body_bytes: std::sync::atomic::AtomicU64,
+    /// Response-time histograms, bytes per route kind, cache hits, license decisions.
+    pub requests: super::metrics::RequestMetrics,
 }
 
 impl App {
@@ -168,6 +170,10 @@ impl App {
         for (i, c) in m.responses.iter().enumerate().skip(1) {
             x.push_str(&format!("origin_responses_total{{class=\"{i}xx\"}} {}\n", c.load(Relaxed)));
         }
+        x.push_str("# HELP origin_assets Assets in the catalog, by state.\n# TYPE origin_assets gauge\n");
+        x.push_str(&format!("origin_assets{{state=\"ready\"}} {ready}\n"));
+        x.push_str(&format!("origin_assets{{state=\"broken\"}} {}\n", lib.assets.len().saturating_sub(ready)));
+        m.requests.render(&mut x);
         x
     }
 

@@ -14,6 +14,7 @@ pub mod error;
 pub mod idle;
 mod license;
 mod manifest;
+pub mod metrics;
 pub mod player;
 mod protection;
 pub mod range;
