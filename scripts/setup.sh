@@ -8,7 +8,7 @@ SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
 export DEBIAN_FRONTEND=noninteractive
 need=()
-for pkg in ffmpeg chromium nginx-light wrk libxml2-utils curl postgresql; do
+for pkg in ffmpeg chromium nginx-light wrk libxml2-utils curl postgresql libnss3-tools systemd openssl; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

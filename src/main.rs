@@ -56,6 +56,37 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Validate a configuration and an asset folder offline (for deployment pipelines): every
+    /// configuration error with its line, every asset with its tracks, variants and key ids,
+    /// every problem with its file and reason. Exits 1 when anything is wrong. Creates no key.
+    Check {
+        /// Asset folder (default: the config's `storage.dir`, else ./assets).
+        #[arg(long, value_name = "DIR")]
+        assets: Option<PathBuf>,
+        /// TOML configuration file. Default: ./config/drm-origin.toml when it exists.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Export an asset as static files: exactly the bytes the origin serves (manifests with
+    /// relative URLs, init and media segments, for each variant of the asset's policy), laid out
+    /// by URL path so nginx or a CDN bucket can serve the folder. Keys and licenses stay with
+    /// the origin's license endpoint (or the policy's license URLs).
+    Package {
+        /// Asset id.
+        asset: String,
+        /// Output folder (created; files are written under `<asset>/…`).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Only these variants (repeatable or comma-separated: clear, cenc, cbcs, aes128).
+        #[arg(long, value_delimiter = ',')]
+        variant: Vec<String>,
+        /// Asset folder (default: the config's `storage.dir`, else ./assets).
+        #[arg(long, value_name = "DIR")]
+        assets: Option<PathBuf>,
+        /// TOML configuration file. Default: ./config/drm-origin.toml when it exists.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// Inspect content keys.
     Keys {
         #[command(subcommand)]
@@ -140,6 +171,14 @@ fn main() -> std::process::ExitCode {
         }
         Command::Keys { command: KeysCommand::Import { file, asset, config } } => {
             cmd::keys::import(&file, &asset, config)
+        }
+        Command::Check { assets, config } => match cmd::check::check(assets, config) {
+            Ok(true) => Ok(()),
+            Ok(false) => return std::process::ExitCode::FAILURE,
+            Err(e) => Err(e),
+        },
+        Command::Package { asset, out, variant, assets, config } => {
+            cmd::package::package(&asset, &out, &variant, assets, config)
         }
         Command::Token { sub, groups, ttl, kid, asset, tier, config } => {
             cmd::token::mint(&sub, &groups, &ttl, &kid, &asset, &tier, config)

@@ -15,7 +15,7 @@ pub fn lines(cfg: &Config, config_path: Option<&Path>, base: &str, store: &Store
     let mut out = vec![String::new()];
     if !cfg.demo_material.is_empty() {
         out.push(format!(
-            "DEMO configuration: {} hold the shipped DEMO keys/secret, published in the repository. \
+            "!! DEMO configuration: {} hold the shipped DEMO keys/secret, published in the repository. \
              Content protected with them is not protected. Never use them for real content.",
             cfg.demo_material.join(", ")
         ));
@@ -29,27 +29,25 @@ pub fn lines(cfg: &Config, config_path: Option<&Path>, base: &str, store: &Store
         };
         needs_token |= policy.is_protected() && policy.key_delivery == KeyDelivery::Token;
         out.push(format!("asset {id}: {how}"));
-        if cfg.player_script.is_some() {
-            out.push(format!("  demo page  {base}/player/{id}?autoplay=1"));
-        }
-        for v in &policy.dash {
-            out.push(format!(
-                "  DASH {:<6} {base}/{id}/{}",
-                v.to_string(),
-                manifest("manifest", *v, "mpd", &policy.dash)
-            ));
-        }
-        for v in &policy.hls {
-            out.push(format!(
-                "  HLS  {:<6} {base}/{id}/{}",
-                v.to_string(),
-                manifest("master", *v, "m3u8", &policy.hls)
-            ));
+        let token =
+            if policy.is_protected() && policy.key_delivery == KeyDelivery::Token { "&token=TOKEN" } else { "" };
+        let protocols =
+            [("DASH", "dash", &policy.dash, "manifest", "mpd"), ("HLS ", "hls", &policy.hls, "master", "m3u8")];
+        for (label, protocol, variants, stem, ext) in protocols {
+            for v in variants.iter() {
+                out.push(format!("  {label} {:<7}{base}/{id}/{}", v.to_string(), manifest(stem, *v, ext, variants)));
+                if cfg.player_script.is_some() {
+                    let variant = if *v == Variant::Clear { String::new() } else { format!("&variant={}", v.suffix()) };
+                    out.push(format!(
+                        "    demo page  {base}/player/{id}?protocol={protocol}{variant}&autoplay=1{token}"
+                    ));
+                }
+            }
         }
     }
     if let Some(cmd) = token_command(cfg, config_path) {
         out.push(format!(
-            "development token (for token-gated assets; paste it into the demo page's Token box):\n  {cmd}"
+            "development token for the token-gated assets (put it in place of TOKEN, or in the demo page's Token box):\n  {cmd}"
         ));
     } else if needs_token {
         out.push("token-gated assets need a token from your identity provider (no [auth] hmac_secret here)".to_owned());

@@ -1,7 +1,9 @@
 //! The subcommands of the `drm-origin` binary, one file each; helpers they share live here.
 
 pub mod banner;
+pub mod check;
 pub mod keys;
+pub mod package;
 pub mod serve;
 pub mod token;
 

@@ -30,8 +30,13 @@ pub enum LogFormat {
 
 /// The shipped demo material: `config/demo.toml`'s content keys and HMAC secret. Anyone can read
 /// them in the repository, so content protected with them is not protected at all.
-pub const DEMO_KEYS: [&str; 3] =
-    ["de30c0de5ec7e7000000000000000001", "de30c0de5ec7e7000000000000000002", "de30c0de5ec7e7000000000000000003"];
+pub const DEMO_KEYS: [&str; 5] = [
+    "de30c0de5ec7e7000000000000000001",
+    "de30c0de5ec7e7000000000000000002",
+    "de30c0de5ec7e7000000000000000003",
+    "de30c0de5ec7e7000000000000000004",
+    "de30c0de5ec7e7000000000000000005",
+];
 /// The demo HMAC secret (base64 of "drm-origin DEMO secret - public, never use in production").
 pub const DEMO_HMAC_SECRET: &str = "ZHJtLW9yaWdpbiBERU1PIHNlY3JldCAtIHB1YmxpYywgbmV2ZXIgdXNlIGluIHByb2R1Y3Rpb24=";
 
