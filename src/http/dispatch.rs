@@ -196,21 +196,21 @@ where
             let q = PlaylistQuery::parse(query, drm.carry_token)?;
             manifest::media(app, &*asset(app, &id)?, &rendition, variant, q)?
         }
-        Route::Init { asset: id, rendition, variant } => {
+        Route::Init { asset: id, rendition, variant, version } => {
             fields.asset = id.clone();
             fields.kind = Kind::Init;
             fields.variant = Some(variant);
             fields.rendition = rendition.clone();
             fields.segment = "init".into();
-            segment::init(app, &asset(app, &id)?, &rendition, variant).await?
+            segment::init(app, &asset(app, &id)?, &rendition, variant, version).await?
         }
-        Route::Segment { asset: id, rendition, number, variant } => {
+        Route::Segment { asset: id, rendition, number, variant, version } => {
             fields.asset = id.clone();
             fields.kind = Kind::Segment;
             fields.variant = Some(variant);
             fields.rendition = rendition.clone();
             fields.segment = number.to_string();
-            segment::media(app, &asset(app, &id)?, &rendition, number, variant).await?
+            segment::media(app, &asset(app, &id)?, &rendition, number, variant, version).await?
         }
     };
     Ok(send(req, resource))
