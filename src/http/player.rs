@@ -22,9 +22,13 @@ pub const DEFAULT_SCRIPT: &str = "player/node_modules/shaka-player/dist/shaka-pl
 /// The test suite's copy (`npm ci --prefix tests/browser`), used when the first is absent.
 pub const TEST_SUITE_SCRIPT: &str = "tests/browser/node_modules/shaka-player/dist/shaka-player.compiled.js";
 
-/// `player.script` when the configuration names none: [`DEFAULT_SCRIPT`], else the test suite's
+/// `player.script` when the configuration names none: `$DRM_ORIGIN_PLAYER_SCRIPT`, else [`DEFAULT_SCRIPT`], else the test suite's
 /// copy if only that one is installed.
 pub fn default_script() -> PathBuf {
+    // Packaged installs (the container image) put the library elsewhere.
+    if let Some(p) = std::env::var_os("DRM_ORIGIN_PLAYER_SCRIPT") {
+        return PathBuf::from(p);
+    }
     let own = PathBuf::from(DEFAULT_SCRIPT);
     if !own.exists() && Path::new(TEST_SUITE_SCRIPT).exists() {
         return PathBuf::from(TEST_SUITE_SCRIPT);
