@@ -30,3 +30,6 @@ node tests/browser/run.mjs
 
 step "demo player page (headless Chromium)"
 node tests/browser/player_page.mjs
+
+step "operations in Chromium: the demo from the README's first command, https/h2 with a trusted test CA, an export on nginx"
+node tests/browser/ops.mjs

@@ -5,7 +5,10 @@
 
 mod drm;
 mod lines;
+mod ops;
 mod raw;
+
+pub use ops::{is_loopback, LogFormat, TlsSettings, DEMO_HMAC_SECRET, DEMO_KEYS};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -48,6 +51,17 @@ pub struct Config {
     pub player_script: Option<PathBuf>,
     /// Keys, policies and asset rules.
     pub drm: Arc<Drm>,
+    /// TLS (rustls), if configured.
+    pub tls: Option<TlsSettings>,
+    /// How long in-flight requests may run on after SIGTERM.
+    pub drain: Duration,
+    /// Log line format.
+    pub log_format: LogFormat,
+    /// One log line per request.
+    pub access_log: bool,
+    /// The fields that hold the shipped demo keys or secret (`keys.demo_video`,
+    /// `auth.hmac_secret`): public material, never for real content.
+    pub demo_material: Vec<String>,
 }
 
 /// Overrides from the command line (they win over the file).
@@ -131,6 +145,7 @@ impl Config {
             errors.push(format!("server.listen: '{listen}' is not an address like 127.0.0.1:8080"));
         }
         let drm = drm::build_drm(&raw, &mut errors, previous);
+        let ops = ops::build(&raw, &mut errors);
         let cache_mb = raw.cache.encrypted_segments_mb.unwrap_or(256);
         if cache_mb > 1 << 20 {
             errors.push(format!("cache.encrypted_segments_mb: {cache_mb} is above 1048576"));
@@ -159,10 +174,17 @@ impl Config {
             max_connections,
             encrypted_cache_bytes: cache_mb.saturating_mul(1 << 20),
             max_concurrent_encryptions: max_enc,
-            player_script: raw.player.enabled.unwrap_or(true).then(|| {
-                raw.player.script.clone().unwrap_or_else(|| PathBuf::from(crate::http::player::DEFAULT_SCRIPT))
-            }),
+            player_script: raw
+                .player
+                .enabled
+                .unwrap_or(true)
+                .then(|| raw.player.script.clone().unwrap_or_else(crate::http::player::default_script)),
             drm: Arc::new(drm),
+            tls: ops.tls,
+            drain: ops.drain,
+            log_format: ops.log_format,
+            access_log: ops.access_log,
+            demo_material: ops.demo_material,
         })
     }
 }

@@ -33,6 +33,25 @@ pub(super) struct Raw {
     pub auth: RawAuth,
     #[serde(default)]
     pub player: RawPlayer,
+    #[serde(default)]
+    pub log: RawLog,
+}
+
+/// `[log]`: the log line format.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLog {
+    pub format: Option<String>,
+    pub access: Option<bool>,
+}
+
+/// `[server.tls]`: certificate chain and key (PEM), and where TLS is served.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub listen: Option<String>,
 }
 
 /// `[player]`: the demo page `/player/{asset}`.
@@ -159,6 +178,8 @@ pub(super) struct RawAssetRule {
 pub(super) struct RawServer {
     pub listen: Option<String>,
     pub max_connections: Option<usize>,
+    pub drain_secs: Option<u64>,
+    pub tls: Option<RawTls>,
 }
 
 #[derive(Debug, Default, Deserialize)]
