@@ -109,9 +109,18 @@ print(best.media[min(1, len(best.media) - 1)])
 ' "$ASSET") || die "could not pick a segment from $ORIGIN/$ASSET/manifest.mpd"
 MPD="/$ASSET/manifest.mpd"
 MASTER="/$ASSET/master.m3u8"
-SEG_CENC="${SEGMENT%.m4s}.cenc.m4s"
-SEG_CBCS="${SEGMENT%.m4s}.cbcs.m4s"
-SEG_AES="${SEGMENT%.m4s}.aes128.m4s"
+# the same segment in each protected variant, under the version its manifests give it
+variant_of() {
+    PYTHONPATH="$ROOT/tests/e2e" python3 -c '
+import sys
+from http_util import unversioned, versioned
+base, seg, v = sys.argv[1:]
+print(versioned(base, unversioned(seg)[:-len(".m4s")] + f".{v}.m4s"))
+' "$ORIGIN" "$SEGMENT" "$1" || die "no $1 name for $SEGMENT"
+}
+SEG_CENC=$(variant_of cenc)
+SEG_CBCS=$(variant_of cbcs)
+SEG_AES=$(variant_of aes128)
 
 # ---------------------------------------------------------------- nginx on the same bytes
 WWW="$WORK/www"

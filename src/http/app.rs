@@ -7,7 +7,8 @@ use bytes::Bytes;
 use tokio::sync::Semaphore;
 
 use super::segment::SegmentKey;
-use crate::drm::Drm;
+use crate::drm::{Drm, Variant};
+use crate::packaging::Protection;
 use crate::storage::{AssetState, Store};
 
 /// HTTP behaviour settings.
@@ -38,6 +39,8 @@ pub struct App {
     pub(super) manifests: moka::sync::Cache<(u64, String, u64), (Bytes, String)>,
     /// Encryptions running at once.
     pub(super) encrypt_permits: Arc<Semaphore>,
+    /// Protection plans by (asset generation, drm generation, variant): keys, checks, version.
+    pub(super) plans: moka::sync::Cache<(u64, u64, Variant), Arc<Protection>>,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
 }
@@ -79,6 +82,7 @@ impl App {
             segments,
             manifests,
             encrypt_permits,
+            plans: moka::sync::Cache::new(16_384),
             metrics: Metrics::default(),
         }
     }
@@ -173,8 +177,10 @@ impl App {
         }
     }
 
-    /// Installs new keys and policies (a validated configuration). Cached outputs made with the
-    /// previous ones stop matching (their cache keys carry the generation).
+    /// Installs new keys and policies (a validated configuration). Manifests and protection
+    /// plans made with the previous ones stop matching (their cache keys carry the generation);
+    /// cached segments are keyed by their name's version, which covers every input of their
+    /// bytes, so a reload that changes nothing for an asset keeps its segments warm.
     pub fn set_drm(&self, drm: Arc<Drm>) {
         let mut g = match self.drm.write() {
             Ok(g) => g,
@@ -184,9 +190,7 @@ impl App {
         start_jwks(&drm);
         *g = (drm, next);
         self.manifests.invalidate_all();
-        if let Some(c) = &self.segments {
-            c.invalidate_all();
-        }
+        self.plans.invalidate_all();
     }
 }
 

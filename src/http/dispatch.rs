@@ -102,6 +102,7 @@ where
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let method = &req.method;
+    host_is_valid(req)?;
     if method == Method::OPTIONS {
         return Ok(preflight(req));
     }
@@ -160,20 +161,38 @@ where
             let q = PlaylistQuery::parse(query, drm.carry_token)?;
             manifest::media(app, &*asset(app, &id)?, &rendition, variant, q)?
         }
-        Route::Init { asset: id, rendition, variant } => {
+        Route::Init { asset: id, rendition, variant, version } => {
             fields.asset = id.clone();
             fields.rendition = rendition.clone();
             fields.segment = "init".into();
-            segment::init(app, &asset(app, &id)?, &rendition, variant).await?
+            segment::init(app, &asset(app, &id)?, &rendition, variant, version).await?
         }
-        Route::Segment { asset: id, rendition, number, variant } => {
+        Route::Segment { asset: id, rendition, number, variant, version } => {
             fields.asset = id.clone();
             fields.rendition = rendition.clone();
             fields.segment = number.to_string();
-            segment::media(app, &asset(app, &id)?, &rendition, number, variant).await?
+            segment::media(app, &asset(app, &id)?, &rendition, number, variant, version).await?
         }
     };
     Ok(send(req, resource))
+}
+
+/// RFC 9112 §3.2: an HTTP/1.1 request without `Host`, or any request with several `Host` lines
+/// or one that is not a valid authority, is a 400. (HTTP/2 carries `:authority` instead.)
+fn host_is_valid(req: &http::request::Parts) -> Result<(), ServeError> {
+    let mut hosts = req.headers.get_all(header::HOST).iter();
+    let bad = |why| Err(ServeError::Route(routes::RouteError::BadPath(why)));
+    match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => bad("more than one Host header"),
+        (None, _) if req.version == http::Version::HTTP_11 => bad("no Host header"),
+        (Some(h), None) if !is_authority(h.as_bytes()) => bad("invalid Host header"),
+        _ => Ok(()),
+    }
+}
+
+/// `uri-host [":" port]`: no userinfo, path or spaces.
+fn is_authority(b: &[u8]) -> bool {
+    !b.is_empty() && !b.contains(&b'@') && http::uri::Authority::try_from(b).is_ok()
 }
 
 /// CORS preflight: every method and the headers the browser asks for, cached for a day.

@@ -26,6 +26,10 @@ pub enum ServeError {
     /// Segment number out of range.
     #[error("unknown segment")]
     UnknownSegment,
+    /// A segment name whose version is not the current one: bytes made under keys, policies or
+    /// files no longer in force (never answered with other bytes).
+    #[error("segment name of another version")]
+    StaleVersion,
     /// The asset's policy does not offer this protection variant.
     #[error("variant not offered by the asset's policy")]
     VariantNotOffered,
@@ -67,6 +71,7 @@ impl ServeError {
             ServeError::UnknownAsset => (StatusCode::NOT_FOUND, "unknown asset\n"),
             ServeError::UnknownRendition => (StatusCode::NOT_FOUND, "unknown rendition\n"),
             ServeError::UnknownSegment => (StatusCode::NOT_FOUND, "unknown segment\n"),
+            ServeError::StaleVersion => (StatusCode::NOT_FOUND, "no segment of this version (reload the manifest)\n"),
             ServeError::VariantNotOffered => (StatusCode::NOT_FOUND, "variant not offered\n"),
             ServeError::ClearRefused => (StatusCode::FORBIDDEN, "clear playout not allowed for this asset\n"),
             ServeError::NoKey => (StatusCode::NOT_FOUND, "not found\n"),

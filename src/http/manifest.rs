@@ -7,7 +7,7 @@ use bytes::Bytes;
 use super::app::App;
 use super::body::Chunks;
 use super::error::ServeError;
-use super::protection::{allowed, protection};
+use super::protection::{allowed, plan};
 use super::respond::Resource;
 use super::routes;
 use crate::drm::Variant;
@@ -93,7 +93,7 @@ pub(super) fn mpd(app: &App, a: &Asset, variant: Option<Variant>) -> Result<Reso
     if !policy.offers_dash(variant) {
         return Err(ServeError::VariantNotOffered);
     }
-    let prot = protection(&drm, &policy, a, variant, None)?;
+    let prot = plan(app, a, variant)?;
     Ok(cached_manifest(app, generation, a, format!("mpd/{variant}"), "application/dash+xml", false, &|| {
         dash::mpd(a, &prot)
     }))
@@ -108,7 +108,7 @@ pub(super) fn master(app: &App, a: &Asset, variant: Option<Variant>, q: Playlist
     if !policy.offers_hls(variant) {
         return Err(ServeError::VariantNotOffered);
     }
-    let mut prot = protection(&drm, &policy, a, variant, None)?;
+    let mut prot = (*plan(app, a, variant)?).clone();
     prot.hls_keyformat = q.keyformat;
     prot.token = q.token;
     let kf = q.keyformat.map_or("", HlsKeyFormat::name);
@@ -133,7 +133,7 @@ pub(super) fn media(
         return Err(ServeError::VariantNotOffered);
     }
     let r = a.rendition(rendition).ok_or(ServeError::UnknownRendition)?;
-    let mut prot = protection(&drm, &policy, a, variant, None)?;
+    let mut prot = (*plan(app, a, variant)?).clone();
     prot.hls_keyformat = q.keyformat;
     prot.token = q.token;
     let kf = q.keyformat.map_or("", HlsKeyFormat::name);

@@ -5,6 +5,7 @@
 use crate::crypto::KeyId;
 use crate::drm::Variant;
 use crate::packaging::naming;
+use crate::packaging::version::Version;
 
 /// Longest request path accepted.
 pub const MAX_PATH: usize = 2048;
@@ -35,7 +36,7 @@ pub enum Route {
         /// Variant.
         variant: Variant,
     },
-    /// `/{asset}/{rendition}/init[.variant].mp4`
+    /// `/{asset}/{rendition}/init[.variant].{version}.mp4`
     Init {
         /// Asset id.
         asset: String,
@@ -43,8 +44,10 @@ pub enum Route {
         rendition: String,
         /// Variant.
         variant: Variant,
+        /// Version of the bytes the name stands for.
+        version: Version,
     },
-    /// `/{asset}/{rendition}/{n}[.variant].m4s`
+    /// `/{asset}/{rendition}/{n}[.variant].{version}.m4s`
     Segment {
         /// Asset id.
         asset: String,
@@ -54,6 +57,8 @@ pub enum Route {
         number: usize,
         /// Variant.
         variant: Variant,
+        /// Version of the bytes the name stands for.
+        version: Version,
     },
     /// `POST /.drm/clearkey`: W3C ClearKey license.
     ClearKeyLicense,
@@ -154,20 +159,20 @@ fn media_route(segments: &[String]) -> Result<Route, RouteError> {
         }
         Ok(parts.join("/"))
     };
-    let (stem, variant, ext) = split_name(file)?;
-    match (stem, ext) {
-        (naming::MPD_STEM, naming::MPD_EXT) => return Ok(Route::Mpd { asset: join(dirs)?, variant }),
-        (naming::MASTER_STEM, naming::PLAYLIST_EXT) => return Ok(Route::Master { asset: join(dirs)?, variant }),
+    let (stem, variant, version, ext) = split_name(file)?;
+    match (stem, ext, version) {
+        (naming::MPD_STEM, naming::MPD_EXT, None) => return Ok(Route::Mpd { asset: join(dirs)?, variant }),
+        (naming::MASTER_STEM, naming::PLAYLIST_EXT, None) => return Ok(Route::Master { asset: join(dirs)?, variant }),
         _ => {}
     }
     let (rendition, asset_parts) = dirs.split_last().ok_or(RouteError::NotFound)?;
     let asset = join(asset_parts)?;
     let rendition = rendition.clone();
     let variant = variant.unwrap_or(Variant::Clear);
-    match (stem, ext) {
-        (naming::MEDIA_STEM, naming::PLAYLIST_EXT) => Ok(Route::MediaPlaylist { asset, rendition, variant }),
-        (naming::INIT_STEM, naming::INIT_EXT) => Ok(Route::Init { asset, rendition, variant }),
-        (digits, naming::SEGMENT_EXT) => {
+    match (stem, ext, version) {
+        (naming::MEDIA_STEM, naming::PLAYLIST_EXT, None) => Ok(Route::MediaPlaylist { asset, rendition, variant }),
+        (naming::INIT_STEM, naming::INIT_EXT, Some(version)) => Ok(Route::Init { asset, rendition, variant, version }),
+        (digits, naming::SEGMENT_EXT, Some(version)) => {
             // Canonical numbers only ("01.m4s" would be a second URL for one segment).
             if digits.is_empty()
                 || digits.len() > 9
@@ -177,20 +182,31 @@ fn media_route(segments: &[String]) -> Result<Route, RouteError> {
                 return Err(RouteError::NotFound);
             }
             let number = digits.parse().map_err(|_| RouteError::NotFound)?;
-            Ok(Route::Segment { asset, rendition, number, variant })
+            Ok(Route::Segment { asset, rendition, number, variant, version })
         }
         _ => Err(RouteError::NotFound),
     }
 }
 
-/// `stem[.variant].ext` → (stem, variant, ext). An explicit `.clear` is not canonical (the
-/// clear name has no suffix), so it is not found.
-fn split_name(file: &str) -> Result<(&str, Option<Variant>, &str), RouteError> {
-    let (rest, ext) = file.rsplit_once('.').ok_or(RouteError::NotFound)?;
+/// A file name's parts: stem, variant, version, extension.
+type Name<'a> = (&'a str, Option<Variant>, Option<Version>, &'a str);
+
+/// `stem[.variant][.version].ext` → (stem, variant, version, ext). An explicit `.clear` is not
+/// canonical (the clear name has no variant), so it is not found; nor is a version in a name
+/// that takes none (manifests, playlists), or a segment name without one.
+fn split_name(file: &str) -> Result<Name<'_>, RouteError> {
+    let (mut rest, ext) = file.rsplit_once('.').ok_or(RouteError::NotFound)?;
+    let mut version = None;
+    if let Some((before, v)) = rest.rsplit_once('.') {
+        if let Some(parsed) = Version::parse(v) {
+            version = Some(parsed);
+            rest = before;
+        }
+    }
     match rest.rsplit_once('.') {
-        None => Ok((rest, None, ext)),
+        None => Ok((rest, None, version, ext)),
         Some((stem, v)) => match Variant::parse(v) {
-            Some(var) if var != Variant::Clear && v == var.suffix() => Ok((stem, Some(var), ext)),
+            Some(var) if var != Variant::Clear && v == var.suffix() => Ok((stem, Some(var), version, ext)),
             _ => Err(RouteError::NotFound),
         },
     }
@@ -232,11 +248,13 @@ mod tests {
     #[test]
     fn routes() {
         use Variant::*;
+        let v = Version(0x1a2b_3c4d);
         let seg = |asset: &str, r: &str, number, variant| Route::Segment {
             asset: asset.into(),
             rendition: r.into(),
             number,
             variant,
+            version: v,
         };
         assert_eq!(parse("/a/manifest.mpd"), Ok(Route::Mpd { asset: "a".into(), variant: None }));
         assert_eq!(parse("/a/manifest.cbcs.mpd"), Ok(Route::Mpd { asset: "a".into(), variant: Some(Cbcs) }));
@@ -244,15 +262,15 @@ mod tests {
             parse("/kids/cartoon/master.m3u8"),
             Ok(Route::Master { asset: "kids/cartoon".into(), variant: None })
         );
-        assert_eq!(parse("/kids/cartoon/v_1/12.m4s"), Ok(seg("kids/cartoon", "v_1", 12, Clear)));
-        assert_eq!(parse("/a/v_1/12.aes128.m4s"), Ok(seg("a", "v_1", 12, Aes128)));
+        assert_eq!(parse("/kids/cartoon/v_1/12.v1a2b3c4d.m4s"), Ok(seg("kids/cartoon", "v_1", 12, Clear)));
+        assert_eq!(parse("/a/v_1/12.aes128.v1a2b3c4d.m4s"), Ok(seg("a", "v_1", 12, Aes128)));
         assert_eq!(
-            parse("/a/v_1/init.mp4"),
-            Ok(Route::Init { asset: "a".into(), rendition: "v_1".into(), variant: Clear })
+            parse("/a/v_1/init.v1a2b3c4d.mp4"),
+            Ok(Route::Init { asset: "a".into(), rendition: "v_1".into(), variant: Clear, version: v })
         );
         assert_eq!(
-            parse("/a/v_1/init.cenc.mp4"),
-            Ok(Route::Init { asset: "a".into(), rendition: "v_1".into(), variant: Cenc })
+            parse("/a/v_1/init.cenc.v1a2b3c4d.mp4"),
+            Ok(Route::Init { asset: "a".into(), rendition: "v_1".into(), variant: Cenc, version: v })
         );
         assert_eq!(
             parse("/a/v_1/media.m3u8"),
@@ -263,9 +281,17 @@ mod tests {
             Ok(Route::Key { kid: KeyId::parse("8ba94ade6eb9449db44fa5beefaf43b0").unwrap() })
         );
         for p in [
-            "/a/v/init.clear.mp4",
-            "/a/v/1.xyz.m4s",
-            "/a/v/init.cenc.cbcs.mp4",
+            "/a/v/init.clear.v1a2b3c4d.mp4",
+            "/a/v/1.xyz.v1a2b3c4d.m4s",
+            "/a/v/init.cenc.cbcs.v1a2b3c4d.mp4",
+            // Segment names without their version, and versions where none belongs.
+            "/a/v/init.mp4",
+            "/a/v/init.cenc.mp4",
+            "/a/v/3.cbcs.m4s",
+            "/a/v/3.cbcs.v1A2B3C4D.m4s",
+            "/a/v/3.v1a2b3c4d.cbcs.m4s",
+            "/a/manifest.v1a2b3c4d.mpd",
+            "/a/v/media.cbcs.v1a2b3c4d.m3u8",
             "/.drm/key/8ba94ade-6eb9-449d-b44f-a5beefaf43b0",
         ] {
             assert_eq!(parse(p), Err(RouteError::NotFound), "{p}");
@@ -279,7 +305,7 @@ mod tests {
         assert_eq!(parse("/player/my.movie"), Ok(Route::Player { asset: "my.movie".into() }));
         // An asset called `player` keeps its media URLs.
         assert_eq!(parse("/player/manifest.mpd"), Ok(Route::Mpd { asset: "player".into(), variant: None }));
-        assert!(matches!(parse("/player/v1/3.m4s"), Ok(Route::Segment { .. })));
+        assert!(matches!(parse("/player/v1/3.v00000000.m4s"), Ok(Route::Segment { .. })));
         assert_eq!(parse("/player"), Err(RouteError::NotFound));
         assert_eq!(parse("/player/../etc"), Err(RouteError::BadPath("dot segment")));
         assert_eq!(parse("/.player/app.js"), Ok(Route::PlayerFile(PlayerFile::App)));
@@ -307,11 +333,11 @@ mod tests {
     #[test]
     fn odd_segment_names_are_not_found() {
         for p in [
-            "/a/v/0.m4s",
-            "/a/v/01.m4s",
-            "/a/v/x.m4s",
-            "/a/v/.m4s",
-            "/a/v/99999999999.m4s",
+            "/a/v/0.v00000000.m4s",
+            "/a/v/01.v00000000.m4s",
+            "/a/v/x.v00000000.m4s",
+            "/a/v/.v00000000.m4s",
+            "/a/v/99999999999.v00000000.m4s",
             "/manifest.mpd",
             "/a/init.mp4",
         ] {

@@ -8,22 +8,20 @@ use bytes::Bytes;
 use super::app::App;
 use super::body::Chunks;
 use super::error::ServeError;
-use super::protection::{allowed, protection};
+use super::protection::{allowed, plan};
 use super::respond::Resource;
 use super::routes;
-use crate::crypto::KeyId;
 use crate::drm::Variant;
 use crate::index::TrackKind;
 use crate::packaging::plan::{Asset, Rendition};
 use crate::packaging::protect::{self, StreamKey};
+use crate::packaging::version::{Version, FORMAT_VERSION};
 use crate::packaging::{fmp4, mime};
 use crate::storage::fnv1a;
 
-/// Bumped whenever segment bytes change for the same input, so old ETags stop matching.
-const FORMAT_VERSION: &[u8] = b"drm-origin-fmp4-3";
-
-/// Identity of a protected segment in the cache: the source file version, the stream, the
-/// segment, the variant and the key (a new key id means new bytes).
+/// Identity of a protected segment in the cache: the segment's name, whose version covers every
+/// input of its bytes, and this node's identity of the source file (a guard against a file
+/// rewritten in place with the same layout).
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub(super) struct SegmentKey {
     file: u64,
@@ -31,14 +29,28 @@ pub(super) struct SegmentKey {
     rendition: String,
     number: usize,
     variant: Variant,
-    kid: KeyId,
-    clear_lead: usize,
-    drm_generation: u64,
+    version: Version,
+}
+
+/// The version segment names of `variant` must carry now: the clear one from the asset, a
+/// protected one from the plan. A name with another version is for bytes we no longer make.
+fn check_version(asking: Version, current: Version) -> Result<(), ServeError> {
+    if asking == current {
+        Ok(())
+    } else {
+        Err(ServeError::StaleVersion)
+    }
 }
 
 /// `/{asset}/{rendition}/init[.v].mp4`
-pub(super) async fn init(app: &App, a: &Arc<Asset>, rid: &str, variant: Variant) -> Result<Resource, ServeError> {
-    let (drm, generation) = app.drm();
+pub(super) async fn init(
+    app: &App,
+    a: &Arc<Asset>,
+    rid: &str,
+    variant: Variant,
+    version: Version,
+) -> Result<Resource, ServeError> {
+    let (drm, _) = app.drm();
     let policy = drm.policy_for(&a.id);
     allowed(&policy, variant, true)?;
     let r = a.rendition(rid).ok_or(ServeError::UnknownRendition)?;
@@ -47,13 +59,15 @@ pub(super) async fn init(app: &App, a: &Arc<Asset>, rid: &str, variant: Variant)
         return Err(ServeError::Route(routes::RouteError::NotFound)); // AES-128 uses init.mp4
     }
     if variant == Variant::Clear {
+        check_version(version, r.clear_version)?;
         let init = fmp4::init_segment(&r.source.index.mvhd, track);
-        return Ok(segment_resource(app, r, track.kind, 0, variant, vec![Bytes::from(init)]));
+        return Ok(segment_resource(app, r, track.kind, 0, variant, version, vec![Bytes::from(init)]));
     }
-    let prot = protection(&drm, &policy, a, variant, Some(rid))?;
+    let prot = plan(app, a, variant)?;
+    check_version(version, prot.version_of(rid, variant))?;
     let key = prot.key(rid).ok_or(ServeError::VariantNotOffered)?.clone();
     let lead = prot.clear_lead;
-    let cache_key = segment_key(a, r, 0, variant, key.kid, lead, generation);
+    let cache_key = segment_key(a, r, 0, variant, version);
     let (asset_id, r_id, source, t_index) = (a.id.clone(), r.id.clone(), r.source.clone(), r.track);
     let extra = crate::packaging::drm_signalling::init_pssh(&prot, &key);
     let bytes = cached(app, cache_key, move || {
@@ -62,7 +76,7 @@ pub(super) async fn init(app: &App, a: &Arc<Asset>, rid: &str, variant: Variant)
         Ok(vec![Bytes::from(protect::init_segment(&source.index.mvhd, track, variant, &sk, lead > 0, &extra)?)])
     })
     .await?;
-    Ok(segment_resource(app, r, track.kind, 0, variant, bytes))
+    Ok(segment_resource(app, r, track.kind, 0, variant, version, bytes))
 }
 
 /// `/{asset}/{rendition}/{n}[.v].m4s`
@@ -72,8 +86,9 @@ pub(super) async fn media(
     rid: &str,
     number: usize,
     variant: Variant,
+    version: Version,
 ) -> Result<Resource, ServeError> {
-    let (drm, generation) = app.drm();
+    let (drm, _) = app.drm();
     let policy = drm.policy_for(&a.id);
     let in_lead = number <= policy.clear_lead_segments;
     allowed(&policy, variant, in_lead)?;
@@ -88,17 +103,19 @@ pub(super) async fn media(
         return Err(ServeError::FileChanged);
     }
     if variant == Variant::Clear {
+        check_version(version, r.clear_version)?;
         let chunks = fmp4::media_segment(seq, seg.dts, samples, &r.source.mapped)?;
-        return Ok(segment_resource(app, r, track.kind, number, variant, chunks));
+        return Ok(segment_resource(app, r, track.kind, number, variant, version, chunks));
     }
-    let prot = protection(&drm, &policy, a, variant, Some(rid))?;
+    let prot = plan(app, a, variant)?;
+    check_version(version, prot.version_of(rid, variant))?;
     let key = match variant {
         Variant::Aes128 => prot.envelope.clone(),
         _ => prot.key(rid).cloned(),
     }
     .ok_or(ServeError::VariantNotOffered)?;
     let lead = prot.clear_lead;
-    let cache_key = segment_key(a, r, number, variant, key.kid, lead, generation);
+    let cache_key = segment_key(a, r, number, variant, version);
     let (asset_id, r_id, source, t_index) = (a.id.clone(), r.id.clone(), r.source.clone(), r.track);
     let (first, end, dts, has_clear_entry) = (seg.first, seg.end, seg.dts, lead > 0);
     let bytes = cached(app, cache_key, move || {
@@ -126,28 +143,11 @@ pub(super) async fn media(
         }
     })
     .await?;
-    Ok(segment_resource(app, r, track.kind, number, variant, bytes))
+    Ok(segment_resource(app, r, track.kind, number, variant, version, bytes))
 }
 
-fn segment_key(
-    a: &Asset,
-    r: &Rendition,
-    number: usize,
-    variant: Variant,
-    kid: KeyId,
-    clear_lead: usize,
-    generation: u64,
-) -> SegmentKey {
-    SegmentKey {
-        file: r.source.fingerprint,
-        asset: a.id.clone(),
-        rendition: r.id.clone(),
-        number,
-        variant,
-        kid,
-        clear_lead,
-        drm_generation: generation,
-    }
+fn segment_key(a: &Asset, r: &Rendition, number: usize, variant: Variant, version: Version) -> SegmentKey {
+    SegmentKey { file: r.source.fingerprint, asset: a.id.clone(), rendition: r.id.clone(), number, variant, version }
 }
 
 /// Builds a protected output on a blocking thread (bounded by the encryption permits), through
@@ -193,16 +193,17 @@ fn segment_resource(
     kind: TrackKind,
     number: usize,
     variant: Variant,
+    version: Version,
     chunks: Vec<Bytes>,
 ) -> Resource {
-    // Segment bytes are a pure function of the file, the plan and the variant: hash those, not
-    // the bytes (a mapping we must not read).
+    // Segment bytes are a pure function of the name (its version covers the files' content, the
+    // plan, the keys and the signalling): hash the name, not the bytes (a mapping we must not
+    // read). Content-derived, so every node gives the same ETag.
     let tag = fnv1a(&[
         FORMAT_VERSION,
-        &r.source.fingerprint.to_be_bytes(),
+        &version.0.to_be_bytes(),
         r.id.as_bytes(),
         &(number as u64).to_be_bytes(),
-        &r.segments.len().to_be_bytes(),
         variant.suffix().as_bytes(),
     ]);
     Resource {

@@ -127,6 +127,13 @@ pub struct FileIndex {
     pub tracks: Vec<TrackIndex>,
     /// Tracks left out and why.
     pub skipped: Vec<String>,
+    /// Content-derived identity of the file: SHA-256 (first 8 bytes) of its length, its
+    /// top-level box layout and the `moov` and `moof` boxes, which hold every sample's place,
+    /// size and timing. Two identical files get the same value on any node, whatever their path,
+    /// inode or mtime, so ETags and segment URL versions built on it agree across nodes.
+    /// (Sample payloads are not hashed: a file rewritten with the very same layout and sample
+    /// sizes but other payload bytes keeps its digest; replace files with new names or layouts.)
+    pub digest: u64,
 }
 
 impl FileIndex {
@@ -138,8 +145,12 @@ impl FileIndex {
 
 /// Indexes the file behind `src`, `len` bytes long.
 pub fn build<R: ReadAt + ?Sized>(src: &R, len: u64) -> Result<FileIndex, IndexError> {
+    use sha2::Digest;
     let mut moov: Option<Vec<u8>> = None;
     let mut moofs: Vec<(u64, Vec<u8>)> = Vec::new();
+    let mut hash = sha2::Sha256::new();
+    hash.update(b"drm-origin-index-1");
+    hash.update(len.to_be_bytes());
     let mut pos = 0u64;
     while pos < len {
         let avail = len.saturating_sub(pos).min(16);
@@ -153,6 +164,9 @@ pub fn build<R: ReadAt + ?Sized>(src: &R, len: u64) -> Result<FileIndex, IndexEr
         }
         let body_at = pos.saturating_add(h.header_len);
         let body_len = size.saturating_sub(h.header_len);
+        hash.update(h.kind.0);
+        hash.update(pos.to_be_bytes());
+        hash.update(size.to_be_bytes());
         if h.kind == MOOV || h.kind == MOOF {
             let limit = if h.kind == MOOV { MAX_MOOV } else { MAX_MOOF };
             if body_len > limit {
@@ -160,6 +174,7 @@ pub fn build<R: ReadAt + ?Sized>(src: &R, len: u64) -> Result<FileIndex, IndexEr
             }
             let mut body = vec![0u8; usize::try_from(body_len).map_err(|_| IndexError::TooLarge(h.kind, size))?];
             src.read_exact_at(&mut body, body_at)?;
+            hash.update(&body);
             if h.kind == MOOV {
                 moov = Some(body);
             } else {
@@ -230,7 +245,9 @@ pub fn build<R: ReadAt + ?Sized>(src: &R, len: u64) -> Result<FileIndex, IndexEr
     if tracks.is_empty() {
         return Err(IndexError::NoTracks(if skipped.is_empty() { "no samples".into() } else { skipped.join("; ") }));
     }
-    Ok(FileIndex { mvhd: movie.mvhd.to_vec(), fragmented: movie.fragmented, tracks, skipped })
+    let sum = hash.finalize();
+    let digest = sum.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map_or(0, u64::from_be_bytes);
+    Ok(FileIndex { mvhd: movie.mvhd.to_vec(), fragmented: movie.fragmented, tracks, skipped, digest })
 }
 
 #[cfg(test)]

@@ -83,7 +83,7 @@ pub fn mpd(asset: &Asset, prot: &Protection) -> String {
             let _ = writeln!(x, "      <Role schemeIdUri=\"urn:mpeg:dash:role:2011\" value=\"{role}\"/>");
         }
         for r in reps {
-            representation(&mut x, r, variant);
+            representation(&mut x, r, variant, prot.version_of(&r.id, variant));
         }
         x.push_str("    </AdaptationSet>\n");
     }
@@ -129,7 +129,7 @@ fn content_protection(x: &mut String, prot: &Protection, key: &crate::drm::Conte
     // a warning, and would use its pssh the same way.
 }
 
-fn representation(x: &mut String, r: &Rendition, variant: Variant) {
+fn representation(x: &mut String, r: &Rendition, variant: Variant, version: super::version::Version) {
     let Some(t) = r.track() else { return };
     let _ = write!(
         x,
@@ -166,8 +166,8 @@ fn representation(x: &mut String, r: &Rendition, variant: Variant) {
         x,
         "        <SegmentTemplate timescale=\"{}\" initialization=\"$RepresentationID$/{}\" media=\"$RepresentationID$/{}\" startNumber=\"{}\">",
         t.timescale,
-        naming::init(variant),
-        naming::segment_template(variant),
+        naming::init(variant, version),
+        naming::segment_template(variant, version),
         naming::START_NUMBER
     );
     x.push_str("          <SegmentTimeline>\n");

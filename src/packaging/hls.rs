@@ -122,7 +122,11 @@ pub fn media(asset_id: &str, r: &Rendition, prot: &Protection) -> String {
     );
     // EXT-X-MAP comes before any EXT-X-KEY so the init segment is never under AES-128
     // (spec-notes §8); under SAMPLE-AES the init segment is the protected one.
-    let _ = writeln!(x, "#EXT-X-MAP:URI=\"{}\"", naming::init(variant.init_variant()));
+    let _ = writeln!(
+        x,
+        "#EXT-X-MAP:URI=\"{}\"",
+        naming::init(variant.init_variant(), prot.version_of(&r.id, variant.init_variant()))
+    );
     let lead = prot.clear_lead;
     let stream = super::protect::stream_id(asset_id, &r.id);
     let cenc_key = prot.key(&r.id);
@@ -147,7 +151,11 @@ pub fn media(asset_id: &str, r: &Rendition, prot: &Protection) -> String {
             },
             Variant::Clear => {}
         }
-        let _ = writeln!(x, "#EXTINF:{s:.6},\n{}", naming::segment(number, seg_variant));
+        let _ = writeln!(
+            x,
+            "#EXTINF:{s:.6},\n{}",
+            naming::segment(number, seg_variant, prot.version_of(&r.id, seg_variant))
+        );
     }
     x.push_str("#EXT-X-ENDLIST\n");
     x

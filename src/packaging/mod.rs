@@ -11,6 +11,7 @@ pub mod hls;
 pub mod naming;
 pub mod plan;
 pub mod protect;
+pub mod version;
 
 use crate::index::{TrackIndex, TrackKind};
 
@@ -112,6 +113,11 @@ pub struct Protection {
     /// HLS only: emit just this key format (players disagree: for SAMPLE-AES hls.js takes an
     /// `identity` key before any other, while shaka-player needs it; `?keyformat=` chooses).
     pub hls_keyformat: Option<HlsKeyFormat>,
+    /// Version of this variant's segment names, per rendition id (see [`version`]).
+    pub versions: std::collections::BTreeMap<String, version::Version>,
+    /// Version of each rendition's clear segment names (the clear init and clear lead of
+    /// AES-128).
+    pub clear_versions: std::collections::BTreeMap<String, version::Version>,
 }
 
 /// HLS `KEYFORMAT` families a client can ask for with `?keyformat=`.
@@ -167,7 +173,16 @@ impl Protection {
             raw_key_delivery: false,
             token: None,
             hls_keyformat: None,
+            versions: Default::default(),
+            clear_versions: Default::default(),
         }
+    }
+
+    /// The version of `rendition`'s segment names in `variant`: this protection's own, or the
+    /// clear one.
+    pub fn version_of(&self, rendition: &str, variant: crate::drm::Variant) -> version::Version {
+        let map = if variant == self.variant { &self.versions } else { &self.clear_versions };
+        map.get(rendition).copied().unwrap_or_default()
     }
 
     /// `?a=b&…` for child playlist URIs: the key format choice and the carried token.

@@ -1,7 +1,9 @@
 //! Segment and playlist names, shared by the manifests and `http::routes` so they cannot drift.
-//! A protection variant goes before the extension: `init.cenc.mp4`, `3.cbcs.m4s`,
-//! `media.aes128.m3u8`; clear names have no suffix.
+//! A protection variant goes before the extension: `media.aes128.m3u8`, `manifest.cbcs.mpd`;
+//! clear names have no variant. Init and media segments also carry the version of their bytes
+//! (`init.cenc.v1a2b3c4d.mp4`, `3.v1a2b3c4d.m4s`, see [`super::version`]).
 
+use super::version::Version;
 use crate::drm::Variant;
 
 /// DASH manifest stem (`manifest.mpd`).
@@ -31,14 +33,22 @@ pub fn file(stem: &str, variant: Variant, ext: &str) -> String {
     }
 }
 
+/// `stem[.variant].version.ext`
+fn versioned(stem: &str, variant: Variant, version: Version, ext: &str) -> String {
+    match variant {
+        Variant::Clear => format!("{stem}.{version}.{ext}"),
+        v => format!("{stem}.{}.{version}.{ext}", v.suffix()),
+    }
+}
+
 /// Media segment `n` of a variant.
-pub fn segment(n: usize, variant: Variant) -> String {
-    file(&n.to_string(), variant, SEGMENT_EXT)
+pub fn segment(n: usize, variant: Variant, version: Version) -> String {
+    versioned(&n.to_string(), variant, version, SEGMENT_EXT)
 }
 
 /// Init segment of a variant.
-pub fn init(variant: Variant) -> String {
-    file(INIT_STEM, variant, INIT_EXT)
+pub fn init(variant: Variant, version: Version) -> String {
+    versioned(INIT_STEM, variant, version, INIT_EXT)
 }
 
 /// Media playlist of a variant.
@@ -46,7 +56,7 @@ pub fn media_playlist(variant: Variant) -> String {
     file(MEDIA_STEM, variant, PLAYLIST_EXT)
 }
 
-/// DASH `SegmentTemplate@media` file part of a variant (`$Number$.cenc.m4s`).
-pub fn segment_template(variant: Variant) -> String {
-    file("$Number$", variant, SEGMENT_EXT)
+/// DASH `SegmentTemplate@media` file part of a variant (`$Number$.cenc.v1a2b3c4d.m4s`).
+pub fn segment_template(variant: Variant, version: Version) -> String {
+    versioned("$Number$", variant, version, SEGMENT_EXT)
 }

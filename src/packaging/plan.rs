@@ -68,6 +68,12 @@ pub struct Rendition {
     pub peak_bandwidth: u64,
     /// Average bitrate (bits/s).
     pub avg_bandwidth: u64,
+    /// Content-derived digest of what this rendition's segments are made of: the asset and
+    /// rendition ids, the file's digest ([`crate::index::FileIndex::digest`]), the track and
+    /// the segment boundaries. The same files and settings give the same digest on every node.
+    pub digest: u64,
+    /// Version of its clear segment names ([`super::version::clear`] of the digest).
+    pub clear_version: super::version::Version,
 }
 
 impl Rendition {
@@ -113,6 +119,7 @@ impl Asset {
 
 /// Builds the asset `id` from its files. `target` is the segment duration in seconds.
 pub fn plan(id: &str, files: Vec<Arc<SourceFile>>, target: f64) -> Asset {
+    let id_of_asset = id;
     let mut warnings = Vec::new();
     let mut tracks: Vec<(Arc<SourceFile>, usize)> = Vec::new();
     for f in &files {
@@ -170,6 +177,7 @@ pub fn plan(id: &str, files: Vec<Arc<SourceFile>>, target: f64) -> Asset {
         let total_bytes: u64 = segments.iter().map(|s| s.bytes).sum();
         let total_secs: f64 = segments.iter().map(|s| time::seconds(s.presented, t.timescale)).sum();
         let peak = segments.iter().map(|s| bitrate(s.bytes, time::seconds(s.duration, t.timescale))).max().unwrap_or(0);
+        let digest = digest(id_of_asset, &id, f.index.digest, i, &segments);
         renditions.push(Rendition {
             id,
             track: i,
@@ -177,6 +185,8 @@ pub fn plan(id: &str, files: Vec<Arc<SourceFile>>, target: f64) -> Asset {
             peak_bandwidth: peak,
             avg_bandwidth: bitrate(total_bytes, total_secs),
             source: f.clone(),
+            digest,
+            clear_version: super::version::clear(digest),
         });
     }
     let duration = renditions
@@ -188,6 +198,25 @@ pub fn plan(id: &str, files: Vec<Arc<SourceFile>>, target: f64) -> Asset {
         .fold(0.0, f64::max);
     let generation = GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Asset { id: id.to_owned(), renditions, duration, warnings, modified, generation }
+}
+
+/// See [`Rendition::digest`].
+fn digest(asset: &str, rendition: &str, file: u64, track: usize, segments: &[Segment]) -> u64 {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for id in [asset, rendition] {
+        h.update((id.len() as u64).to_be_bytes());
+        h.update(id.as_bytes());
+    }
+    h.update(file.to_be_bytes());
+    h.update((track as u64).to_be_bytes());
+    h.update((segments.len() as u64).to_be_bytes());
+    for s in segments {
+        h.update((s.first as u64).to_be_bytes());
+        h.update((s.end as u64).to_be_bytes());
+    }
+    let sum = h.finalize();
+    sum.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map_or(0, u64::from_be_bytes)
 }
 
 fn bitrate(bytes: u64, secs: f64) -> u64 {

@@ -21,7 +21,7 @@
 //   cenc / cbcs: MediaKeys set on the <video>, 'encrypted' events from the init segments (shaka
 //     given drm.clearKeys sets MediaKeys even for clear content), a ClearKey session whose key
 //     statuses show the video and the audio KID `usable`, only protected segments
-//     (init.<v>.mp4, N.<v>.m4s) fetched;
+//     (init.<v>.<version>.mp4, N.<v>.<version>.m4s) fetched;
 //     keys reach the player as the case says: directly (shaka drm.clearKeys, dash.js protection
 //     data), from this script's ClearKey license server (hls.js) or as the raw key from the
 //     origin's /.drm/key/<kid> (shaka-player, HLS KEYFORMAT="identity").
@@ -457,7 +457,7 @@ function wrongKey(keyHex) {
   return ((parseInt(keyHex.slice(0, 2), 16) ^ 0xff).toString(16).padStart(2, '0')) + keyHex.slice(2);
 }
 
-const isSegment = (p) => /\/(init(\.[a-z0-9]+)?\.mp4|\d+(\.[a-z0-9]+)?\.m4s)(\?|$)/.test(p);
+const isSegment = (p) => /\/(init(\.[a-z0-9]+)?\.v[0-9a-f]{8}\.mp4|\d+(\.[a-z0-9]+)?\.v[0-9a-f]{8}\.m4s)(\?|$)/.test(p);
 const ok = (f) => f.status === 200 || f.status === 206;
 
 // Key statuses the CDM reported for a KID, over all sessions.
@@ -470,9 +470,9 @@ function checkProtection(c, snap, fetched, licenses, keys, originLicenses = []) 
   const v = c.variant;
   const segs = fetched.filter((f) => isSegment(f.path));
   if (v === 'cenc' || v === 'cbcs') {
-    const notV = segs.filter((f) => !new RegExp(`/(init|\\d+)\\.${v}\\.(mp4|m4s)(\\?|$)`).test(f.path));
+    const notV = segs.filter((f) => !new RegExp(`/(init|\\d+)\\.${v}\\.v[0-9a-f]{8}\\.(mp4|m4s)(\\?|$)`).test(f.path));
     if (notV.length) return `fetched segments that are not ${v}: ${notV.slice(0, 3).map((f) => f.path).join(' ')}`;
-    if (!segs.some((f) => ok(f) && new RegExp(`/\\d+\\.${v}\\.m4s`).test(f.path))) return `no ${v} media segment was fetched`;
+    if (!segs.some((f) => ok(f) && new RegExp(`/\\d+\\.${v}\\.v[0-9a-f]{8}\\.m4s`).test(f.path))) return `no ${v} media segment was fetched`;
     if (!snap.eme.mediaKeys) return `played without MediaKeys on the <video> (EME never used): eme=${JSON.stringify(snap.eme)}`;
     // MediaKeys and 'usable' keys alone prove nothing: shaka given drm.clearKeys sets MediaKeys
     // and licenses the KIDs for clear content too. Chromium fires 'encrypted' only for init
@@ -504,9 +504,9 @@ function checkProtection(c, snap, fetched, licenses, keys, originLicenses = []) 
     return null;
   }
   if (v === 'aes128') {
-    const bad = segs.filter((f) => !/\/(init\.mp4|\d+\.aes128\.m4s)(\?|$)/.test(f.path));
+    const bad = segs.filter((f) => !/\/(init\.v[0-9a-f]{8}\.mp4|\d+\.aes128\.v[0-9a-f]{8}\.m4s)(\?|$)/.test(f.path));
     if (bad.length) return `fetched segments that are not AES-128 media / clear init: ${bad.slice(0, 3).map((f) => f.path).join(' ')}`;
-    if (!segs.some((f) => ok(f) && /\d+\.aes128\.m4s/.test(f.path))) return 'no .aes128.m4s segment was fetched';
+    if (!segs.some((f) => ok(f) && /\d+\.aes128\.v[0-9a-f]{8}\.m4s/.test(f.path))) return 'no .aes128.m4s segment was fetched';
     const k = fetched.filter((f) => f.path === `/.drm/key/${keys.envelope.kid}`);
     if (!k.some((f) => f.status === 200 && (f.length === null || f.length === 16))) {
       return `the envelope key was not fetched from /.drm/key/${keys.envelope.kid} (200, 16 bytes): ${JSON.stringify(k)}`;
@@ -532,7 +532,7 @@ function checkNegative(c, snap, fetched, keys, reason) {
   if (!snap.eme.mediaKeys) return `failed before EME was set up (${reason})`;
   const st = keyStatuses(snap, keys.video.kid);
   if (!st.includes('usable')) return `failed, but the CDM never took the video key (statuses ${JSON.stringify(st)}): ${reason}`;
-  if (!fetched.some((f) => ok(f) && /\/\d+\.cenc\.m4s/.test(f.path))) return `failed before any cenc media segment was served: ${reason}`;
+  if (!fetched.some((f) => ok(f) && /\/\d+\.cenc\.v[0-9a-f]{8}\.m4s/.test(f.path))) return `failed before any cenc media segment was served: ${reason}`;
   c.negativeReason = reason;
   return null;
 }

@@ -136,6 +136,23 @@ def _dechunk(data):
         pos += size + 2
 
 
+def raw_request(base_url, request: bytes, timeout=10.0):
+    """Send `request` byte for byte (duplicate or missing headers included) and return
+    (status, head bytes, rest) of the answer, read to EOF (send `Connection: close`)."""
+    host, port = host_port(base_url)
+    data = bytearray()
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.sendall(request)
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, rest = bytes(data).partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/") else None
+    return status, head, rest
+
+
 def raw_http(base_url, target, method="GET", headers=None, timeout=10.0):
     """Send one request with `Connection: close` and read the whole answer to EOF.
 
@@ -197,6 +214,73 @@ def get_ok(base_url, path, **kw):
     status, headers, body = fetch(base_url, path, **kw)
     assert status == 200, f"GET {path} -> {status}: {body[:300]!r}"
     return headers, body
+
+
+# --------------------------------------------------------------------------------------------
+# segment names carry the version of their bytes: `init.cenc.v1a2b3c4d.mp4`, `3.v1a2b3c4d.m4s`
+
+VERSION_RE = re.compile(r"^v[0-9a-f]{8}$")
+ANY_VERSION = "v00000000"
+
+
+def with_version(path, version=ANY_VERSION):
+    """`/a/r/2.cenc.m4s` → `/a/r/2.cenc.<version>.m4s` (init and media segment names only).
+    Any version suits a request the origin must refuse before it looks at the version
+    (unknown asset, variant not offered, clear refused, unprotectable track)."""
+    head, _, name = path.rpartition("/")
+    stem, _, ext = name.rpartition(".")
+    if ext not in ("mp4", "m4s") or VERSION_RE.match(stem.rpartition(".")[2] or ""):
+        return path
+    return f"{head}/{stem}.{version}.{ext}"
+
+
+def unversioned(path):
+    """A segment URL without its version token (`…/3.cbcs.v1a2b3c4d.m4s` → `…/3.cbcs.m4s`), to
+    compare names by what they are."""
+    return re.sub(r"\.v[0-9a-f]{8}(\.(?:mp4|m4s))$", r"\1", path)
+
+
+def current_version(base_url, asset, rendition, variant="clear"):
+    """The version the origin's manifests give `variant`'s segment names of `rendition` now,
+    read from its HLS media playlist or the DASH MPD (whichever the policy offers); None if
+    no manifest names one."""
+    sfx = "" if variant == "clear" else f".{variant}"
+    v = re.escape(sfx)
+    pats = [rf"init{v}\.(v[0-9a-f]{{8}})\.mp4", rf"(?:\d+|\$Number\$){v}\.(v[0-9a-f]{{8}})\.m4s"]
+    candidates = [f"/{asset}/{rendition}/media{sfx}.m3u8", f"/{asset}/manifest{sfx}.mpd"]
+    if variant == "clear":
+        # The clear init and clear lead of HLS AES-128 carry the clear version too.
+        candidates += [f"/{asset}/{rendition}/media.aes128.m3u8", f"/{asset}/manifest.mpd"]
+    for path in candidates:
+        status, _, body = fetch(base_url, path)
+        if status != 200:
+            continue
+        text = body.decode(errors="replace")
+        if path.endswith(".mpd"):
+            # The MPD's templates are per Representation: look inside this rendition's.
+            m = re.search(rf'<Representation id="{re.escape(rendition)}".*?</Representation>', text, re.S)
+            if not m:
+                continue
+            text = m.group(0)
+        for pat in pats:
+            m = re.search(pat, text)
+            if m:
+                return m.group(1)
+    return None
+
+
+def versioned(base_url, path):
+    """A hand-written segment path (`/a/r/2.cenc.m4s`) with the version its manifests give it now
+    (assets ids with `/` included: the rendition is the path's second-to-last segment)."""
+    if not path.endswith((".mp4", ".m4s")):
+        return path
+    parts = path.strip("/").split("/")
+    asset, rendition, name = "/".join(parts[:-2]), parts[-2], parts[-1]
+    bits = name.split(".")
+    variant = bits[1] if len(bits) == 3 else "clear"
+    version = current_version(base_url, asset, rendition, variant)
+    assert version, f"no manifest of {asset} names a {variant} version for {rendition}"
+    return with_version(path, version)
 
 
 # --------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import re
 import threading
 import urllib.request
 
-from http_util import wait_for
+from http_util import versioned, wait_for
 
 KEYS = """
 [keys.vid]
@@ -52,14 +52,15 @@ def segment_urls(o, asset, scheme):
         rid = rep.group(1)
         n = sum(1 + int(r or 0) for r in re.findall(r'<S (?:t="\d+" )?d="\d+"(?: r="(\d+)")?/>', rep.group(0)))
         assert n > 0
-        urls += [f"/{asset}/{rid}/{i}.{scheme}.m4s" for i in range(1, n + 1)]
+        version = re.search(rf'\$Number\$\.{scheme}\.(v[0-9a-f]{{8}})\.m4s', rep.group(0)).group(1)
+        urls += [f"/{asset}/{rid}/{i}.{scheme}.{version}.m4s" for i in range(1, n + 1)]
     return urls
 
 
 def test_concurrent_requests_for_one_segment_encrypt_it_once(make_origin, tmp_path):
     o = make_origin(config=config(tmp_path, 64))
     before = metrics(o)["origin_encryptions_total"]
-    url = o.url("/multi/video_360p_1/2.cenc.m4s")
+    url = o.url(versioned(o.base_url, "/multi/video_360p_1/2.cenc.m4s"))
     bodies, errors = [], []
     start = threading.Barrier(16)
 
@@ -104,8 +105,9 @@ def test_cache_stays_within_its_byte_bound(make_origin, tmp_path):
 def test_cache_off_builds_every_time_with_identical_bytes(make_origin, tmp_path):
     o = make_origin(config=config(tmp_path, 0))
     before = metrics(o)["origin_encryptions_total"]
-    a = o.get("/multi/audio_en_1/1.cbcs.m4s")
-    b = o.get("/multi/audio_en_1/1.cbcs.m4s")
+    path = versioned(o.base_url, "/multi/audio_en_1/1.cbcs.m4s")
+    a = o.get(path)
+    b = o.get(path)
     assert a[0] == b[0] == 200 and a[2] == b[2]
     assert metrics(o)["origin_encryptions_total"] - before == 2
     assert metrics(o)["origin_encrypted_cache_bytes"] == 0

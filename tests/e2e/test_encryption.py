@@ -19,6 +19,7 @@ from urllib.parse import urljoin
 import pytest
 
 import enc_util as eu
+import http_util as hu
 import media_util as mu
 from conftest import ASSETS, Origin
 
@@ -228,9 +229,10 @@ def test_dash_and_hls_share_segment_urls(enc, work, asset, scheme):
     hls = {str(t): (r.init_url, r.segment_urls) for t, r, _ in fetched(enc, work, asset, scheme, "hls")}
     for name, (init, segs) in dash.items():
         assert hls[name] == (init, segs), f"{name}: DASH and HLS list different URLs:\n  DASH {init} {segs}\n  HLS  {hls[name]}"
-        assert init.endswith(f"/init.{scheme}.mp4"), f"{name}: init URL {init} does not name the {scheme} variant"
-        bad = [u for u in segs if not re.search(rf"/\d+\.{scheme}\.m4s$", u)]
-        assert not bad, f"{name}: segment URLs without the .{scheme}.m4s variant: {bad[:3]}"
+        assert re.search(rf"/init\.{scheme}\.v[0-9a-f]{{8}}\.mp4$", init), \
+            f"{name}: init URL {init} does not name the {scheme} variant and a version"
+        bad = [u for u in segs if not re.search(rf"/\d+\.{scheme}\.v[0-9a-f]{{8}}\.m4s$", u)]
+        assert not bad, f"{name}: segment URLs without the .{scheme}.vXXXXXXXX.m4s name: {bad[:3]}"
 
 
 @pytest.mark.parametrize("tool_name", TOOLS)
@@ -453,7 +455,8 @@ def test_hls_aes128_segments_decrypt_with_openssl(enc, work, asset):
         key_at = next((i for i, l in enumerate(lines) if l.startswith("#EXT-X-KEY")), None)
         assert map_at is not None and key_at is not None and map_at < key_at, \
             f"{r.id}: EXT-X-MAP must precede EXT-X-KEY (the init segment stays clear)"
-        assert r.init_url.endswith("/init.mp4"), f"{r.id}: AES-128 playlists use the clear init.mp4, got {r.init_url}"
+        assert re.search(r"/init\.v[0-9a-f]{8}\.mp4$", r.init_url), \
+            f"{r.id}: AES-128 playlists use the clear init, got {r.init_url}"
         init = mu.fetch_ok(r.init_url, ("audio/mp4",) if track.kind == "audio" else ("video/mp4",))
         parsed = eu.parse_init(init)
         assert all(e.sinf is None for e in parsed.entries), f"{r.id}: AES-128's init.mp4 carries a sinf"
@@ -469,7 +472,8 @@ def test_hls_aes128_segments_decrypt_with_openssl(enc, work, asset):
             iv = bytes.fromhex(k.iv[2:] if k.iv.lower().startswith("0x") else k.iv)
             assert len(iv) == 16, f"{r.id} segment {n}: IV {k.iv} is not 16 bytes"
             url = urljoin(r.id, seg.uri)
-            assert re.search(r"/\d+\.aes128\.m4s$", url), f"{r.id}: segment URL {url} does not name the aes128 variant"
+            assert re.search(r"/\d+\.aes128\.v[0-9a-f]{8}\.m4s$", url), \
+                f"{r.id}: segment URL {url} does not name the aes128 variant"
             enc_bytes = mu.fetch_ok(url, ("audio/mp4",) if track.kind == "audio" else ("video/mp4",))
             assert len(enc_bytes) % 16 == 0, f"{url}: {len(enc_bytes)} bytes, not a whole number of AES blocks"
             rc, dec, err = eu.openssl_aes128_decrypt(enc_bytes, ENV_KEY, iv)
@@ -515,7 +519,7 @@ def test_protected_bytes_are_deterministic(enc, work):
     def get_all(o):
         out = {}
         for p in paths:
-            status, _, body = o.get(p)
+            status, _, body = o.get(hu.versioned(o.base_url, p))
             assert status == 200, f"{o.base_url}{p} -> {status}: {body[:100]!r}"
             out[p] = body
         return out
@@ -625,8 +629,12 @@ def statuses(o, paths):
 
 
 def expect(o, want):
-    """want: {path: status}; returns the mismatches as text."""
-    got = statuses(o, want)
+    """want: {path: status}, segment names written without their version; returns the
+    mismatches as text. A segment expected to be served is asked for under the version its
+    manifests give it; one expected to be refused, under any version (refusals come first)."""
+    def real(p, status):
+        return hu.versioned(o.base_url, p) if status == 200 else hu.with_version(p)
+    got = {p: o.get(real(p, s))[0] for p, s in want.items()}
     return [f"{p} -> {got[p]}, expected {s}" for p, s in want.items() if got[p] != s]
 
 
@@ -648,7 +656,7 @@ def test_policy_refuses_clear_of_protected_asset(policy_origin, enc, clear_ids):
         f"/progressive/{mv}/media.m3u8": 403})]
     # Default manifests serve the policy's first variant.
     status, _, mpd = o.get("/progressive/manifest.mpd")
-    if status != 200 or b"init.cenc.mp4" not in mpd:
+    if status != 200 or not re.search(rb"init\.cenc\.v[0-9a-f]{8}\.mp4", mpd):
         bad.append(f"/progressive/manifest.mpd -> {status}, expected the cenc MPD: {mpd[:200]!r}")
     status, _, master = o.get("/progressive/master.m3u8")
     if status != 200 or b"media.cbcs.m3u8" not in master:
@@ -700,7 +708,7 @@ def test_unmatched_asset_is_clear(policy_origin, clear_ids):
         "an asset matched by no rule has a protected MPD"
     status, _, master = o.get("/multi/master.m3u8")
     assert status == 200 and b"EXT-X-KEY" not in master and b"media.m3u8" in master, master[:300]
-    status, _, init = o.get(f"/multi/{v}/init.mp4")
+    status, _, init = o.get(hu.versioned(o.base_url, f"/multi/{v}/init.mp4"))
     assert status == 200, f"/multi/{v}/init.mp4 -> {status}"
     parsed = eu.parse_init(init)
     assert [e.fourcc for e in parsed.entries] == [b"avc1"] and not parsed.psshs, \

@@ -14,6 +14,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from http_util import (
+    raw_request,
+    with_version,
     copy_sample,
     discover,
     fetch,
@@ -396,7 +398,7 @@ def test_unknown_asset_404(origin):
     for p in ["/nope/manifest.mpd", "/nope/master.m3u8", "/nope/x_1/init.mp4", "/nope/x_1/1.m4s",
               "/nope/x_1/media.m3u8", "/multi/sub/manifest.mpd", "/multi/video_360p/manifest.mpd",
               "/multi/index.html", "/multi.mp4/manifest.mpd"]:
-        _not_found(origin, p)
+        _not_found(origin, with_version(p))
     for p in ["/multi", "/multi/", "/multi//manifest.mpd"]:  # not resource URLs at all
         _not_found(origin, p, allow_400=True)
     # "/" may host a demo page; it must not be a directory listing of the assets
@@ -413,7 +415,7 @@ def test_unknown_rendition_404(origin, cat):
     if rid not in prog_ids:
         paths += [f"/progressive/{rid}/init.mp4", f"/progressive/{rid}/1.m4s"]
     for p in paths:
-        _not_found(origin, p)
+        _not_found(origin, with_version(p))
 
 
 def test_segment_numbers_out_of_range_404(origin, cat):
@@ -421,11 +423,15 @@ def test_segment_numbers_out_of_range_404(origin, cat):
     base = v.init.rsplit("/", 1)[0]
     n = len(v.media)
     assert raw_http(origin.base_url, v.media[-1]).status == 200
-    assert v.media[-1] == f"{base}/{n}.m4s"
+    ver = v.media[-1].rsplit(".", 2)[-2]
+    assert v.media[-1] == f"{base}/{n}.{ver}.m4s"
     for num in ["0", str(n + 1), str(n + 2), "9999"]:
-        _not_found(origin, f"{base}/{num}.m4s")
+        _not_found(origin, f"{base}/{num}.{ver}.m4s")
     for num in ["4294967296", "4294967297", "18446744073709551616", "99999999999999999999999999", "-1"]:
-        _not_found(origin, f"{base}/{num}.m4s", allow_400=True)
+        _not_found(origin, f"{base}/{num}.{ver}.m4s", allow_400=True)
+    # A segment name without its version, or with another one, names no bytes we make now.
+    for name in [f"{n}.m4s", f"{n}.v00000000.m4s", f"{n}.{ver.upper()}.m4s"]:
+        _not_found(origin, f"{base}/{name}", allow_400=True)
 
 
 def test_bad_segment_names_404(origin, cat):
@@ -441,8 +447,10 @@ def test_non_canonical_segment_numbers_404(origin, cat):
     """Only the canonical `$Number$` spelling is a segment URL (no duplicate cache keys)."""
     v = cat["video"]
     base = v.init.rsplit("/", 1)[0]
+    ver = v.media[0].rsplit(".", 2)[-2]
     for name in ["01.m4s", "+1.m4s", "001.m4s"]:
         _not_found(origin, f"{base}/{name}", allow_400=True)
+        _not_found(origin, with_version(f"{base}/{name}", ver), allow_400=True)
 
 
 def test_unsupported_methods(origin, cat):
@@ -579,3 +587,41 @@ def test_nested_asset_ids(make_origin, tmp_path):
     for p in ["/kids/manifest.mpd", "/cartoon/manifest.mpd", "/a/b/manifest.mpd", "/b/c/manifest.mpd",
               "/a/b/c/x/manifest.mpd"]:
         assert raw_http(o.base_url, p).status == 404, p
+
+
+def test_host_header_rules(origin, cat):
+    """Issue 13.3 (RFC 9112 §3.2): an HTTP/1.1 request without Host, or any request with two Host
+    lines or an invalid one, is a 400; one Host (and HTTP/1.0 without one) is served."""
+    target = cat["mpd"].encode()
+    host = origin.base_url.split("//", 1)[1].encode()
+    cases = {
+        b"GET %s HTTP/1.1\r\nConnection: close\r\n\r\n": 400,
+        b"GET %s HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n": 400,
+        b"GET %s HTTP/1.1\r\nHost: " + host + b"\r\nHost: " + host + b"\r\nConnection: close\r\n\r\n": 400,
+        b"GET %s HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n": 400,
+        b"GET %s HTTP/1.1\r\nHost: user@evil\r\nConnection: close\r\n\r\n": 400,
+        b"GET %s HTTP/1.1\r\nHost: a b\r\nConnection: close\r\n\r\n": 400,
+        b"GET %s HTTP/1.1\r\nHost: " + host + b"\r\nConnection: close\r\n\r\n": 200,
+        b"GET %s HTTP/1.0\r\n\r\n": 200,
+    }
+    for template, want in cases.items():
+        req = template.replace(b"%s", target, 1)
+        status, head, _ = raw_request(origin.base_url, req)
+        assert status == want, f"{req!r} -> {status}, want {want}: {head[:200]!r}"
+    assert origin.alive()
+
+
+def test_if_none_match_over_several_lines_is_one_list(origin, cat):
+    """Issue 13.3: two If-None-Match lines, one of which matches, are one list: 304."""
+    path = cat["video"].media[0]
+    status, headers, _ = fetch(origin.base_url, path)
+    etag = headers["ETag"]
+    assert status == 200 and etag
+    host = origin.base_url.split("//", 1)[1]
+    for lines in ([f'"nope"', etag], [etag, '"nope"'], ['"a", "b"', f'W/{etag}']):
+        req = f"GET {path} HTTP/1.1\r\nHost: {host}\r\n" + "".join(f"If-None-Match: {v}\r\n" for v in lines) \
+            + "Connection: close\r\n\r\n"
+        status, head, body = raw_request(origin.base_url, req.encode())
+        assert status == 304 and body == b"", f"If-None-Match lines {lines} -> {status}"
+    req = f'GET {path} HTTP/1.1\r\nHost: {host}\r\nIf-None-Match: "x"\r\nIf-None-Match: "y"\r\nConnection: close\r\n\r\n'
+    assert raw_request(origin.base_url, req.encode())[0] == 200

@@ -4,7 +4,7 @@ logged, while its clear outputs keep working."""
 import shutil
 
 from conftest import ASSETS
-from http_util import wait_for
+from http_util import versioned, wait_for, with_version
 
 CONFIG = """
 [storage]
@@ -42,14 +42,14 @@ def test_unprotectable_track_is_refused_only_for_protected_outputs(make_origin, 
     assert wait_for(lambda: o.get("/odd/manifest.mpd")[0] == 200 and o.get("/fine/manifest.cenc.mpd")[0] == 200)
     # Protected outputs of the odd asset: refused with 503 and a generic body.
     for path in ("/odd/manifest.cenc.mpd", "/odd/manifest.cbcs.mpd", "/odd/master.cbcs.m3u8",
-                 "/odd/odd_1/init.cenc.mp4", "/odd/odd_1/1.cbcs.m4s"):
+                 with_version("/odd/odd_1/init.cenc.mp4"), with_version("/odd/odd_1/1.cbcs.m4s")):
         status, _, body = o.get(path)
         assert status == 503, f"{path} -> {status}: {body[:200]!r}"
         assert b"cannot" not in body and b"avc" not in body, "details stay in the log"
     # Its clear outputs, and the other asset's protected ones, still work.
     assert o.get("/odd/manifest.mpd")[0] == 200
-    assert o.get("/odd/odd_1/1.m4s")[0] == 200
-    assert o.get("/fine/fine_1/1.cenc.m4s")[0] == 200
+    assert o.get(versioned(o.base_url, "/odd/odd_1/1.m4s"))[0] == 200
+    assert o.get(versioned(o.base_url, "/fine/fine_1/1.cenc.m4s"))[0] == 200
     log = o.log()
     assert "cannot protect track 1 (avc1." in log and "odd" in log, log[-2000:]
     assert o.alive()

@@ -19,6 +19,7 @@ import pytest
 
 from conftest import Origin
 from http_util import (
+    with_version,
     assert_healthy,
     copy_sample,
     discover,
@@ -164,8 +165,8 @@ def test_corrupt_file_refused_and_logged(corrupt_env, name):
     o, bad, _ = corrupt_env
     path = bad[name]
     asset = path.stem
-    for p in [f"/{asset}/manifest.mpd", f"/{asset}/master.m3u8", f"/{asset}/{asset}_1/init.mp4",
-              f"/{asset}/{asset}_1/1.m4s", f"/{asset}/{asset}_1/media.m3u8"]:
+    for p in [f"/{asset}/manifest.mpd", f"/{asset}/master.m3u8", with_version(f"/{asset}/{asset}_1/init.mp4"),
+              with_version(f"/{asset}/{asset}_1/1.m4s"), f"/{asset}/{asset}_1/media.m3u8"]:
         status, _, body = fetch(o.base_url, p)
         if status == 200 and p.endswith(".mpd"):
             listed = [(r.id, r.kind, r.codecs) for r in parse_mpd(body, p)]
