@@ -11,6 +11,7 @@
 pub mod codec;
 pub mod config;
 pub mod crypto;
+pub mod db;
 pub mod drm;
 #[doc(hidden)]
 pub mod fuzz_api;

@@ -107,13 +107,21 @@ pub(super) fn without_query(url: &str) -> &str {
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawKeyStore {
+    pub backend: Option<String>,
     pub path: Option<PathBuf>,
     pub seed: Option<String>,
+    pub url: Option<String>,
+    pub url_env: Option<String>,
+    pub timeout_ms: Option<u64>,
 }
 
 impl std::fmt::Debug for RawKeyStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RawKeyStore").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("RawKeyStore")
+            .field("backend", &self.backend)
+            .field("path", &self.path)
+            .field("url_env", &self.url_env)
+            .finish_non_exhaustive()
     }
 }
 
