@@ -17,6 +17,7 @@
 #   progressive.mp4   progressive (moov before mdat) H.264 with B-frames + AAC, 12 s,
 #                     2.4 s GOPs (deliberately NOT a divisor of the 4 s target segment length)
 #   hevc.mp4          progressive HEVC ('hvc1') + AAC, 2 s closed GOPs
+#   fragmented.mp4    fragmented H.264 + AAC in one file, 2 s closed GOPs
 set -euo pipefail
 
 FFMPEG=${FFMPEG:-/usr/bin/ffmpeg}
@@ -157,14 +158,27 @@ tmp=$(tmp_for "$final")
 publish "$tmp" "$final"
 
 # ---------------------------------------------------------------------------------------------
+# fragmented.mp4: one fragmented file holding both H.264 video and AAC audio (a common encoder
+#   output, and the demo configuration's clear asset: browsers decode H.264, not HEVC).
+#   10 s, 2 s closed GOPs, fragments at every keyframe; AAC 550 Hz.
+final="$OUT/fragmented.mp4"
+tmp=$(tmp_for "$final")
+"$FFMPEG" "${COMMON[@]}" -f lavfi -i "testsrc2=size=480x270:rate=25:duration=10" \
+  -f lavfi -i "$(audio_src 550 10)" \
+  -map 0:v -map 1:a "${OUTF[@]}" "${H264[@]}" -b:v 400k -maxrate 400k -bufsize 400k -g 50 -keyint_min 50 \
+  "${AAC[@]}" -metadata:s:a:0 language=eng \
+  "${FRAG_V[@]}" -f mp4 "$tmp"
+publish "$tmp" "$final"
+
+# ---------------------------------------------------------------------------------------------
 # Self-check: fragmented files must contain moof boxes, progressive ones must not.
 # ffprobe -v trace logs every top-level box it reads ("type:'moof'").
 # (grep -c, not grep -q: -q exits early and pipefail would then report ffprobe's SIGPIPE)
 has_moof() { [ "$("$FFPROBE" -v trace "$1" 2>&1 | grep -c "type:'moof'")" -gt 0 ]; }
-for f in "$OUT"/multi/*.mp4; do
+for f in "$OUT"/multi/*.mp4 "$OUT/fragmented.mp4"; do
   has_moof "$f" || { echo "ERROR: $f is not fragmented" >&2; exit 1; }
 done
 for f in "$OUT/progressive.mp4" "$OUT/hevc.mp4"; do
   if has_moof "$f"; then echo "ERROR: $f is fragmented" >&2; exit 1; fi
 done
-echo "ok: multi/*.mp4 fragmented, progressive.mp4 and hevc.mp4 progressive"
+echo "ok: multi/*.mp4 and fragmented.mp4 fragmented, progressive.mp4 and hevc.mp4 progressive"

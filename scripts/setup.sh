@@ -8,7 +8,7 @@ SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
 export DEBIAN_FRONTEND=noninteractive
 need=()
-for pkg in ffmpeg chromium nginx-light wrk libxml2-utils curl postgresql; do
+for pkg in ffmpeg chromium nginx-light wrk libxml2-utils curl postgresql libnss3-tools systemd openssl; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -31,5 +31,7 @@ if ! ls "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/dash-mpd-0.21.0/tests/fixtu
     rm -rf "$d"
 fi
 npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
+# The demo page's own copy of shaka-player (what scripts/demo.sh installs on a first run).
+npm ci --prefix player --no-audit --no-fund --loglevel=error
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 echo "setup: done"

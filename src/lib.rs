@@ -12,7 +12,10 @@ pub mod client;
 pub mod codec;
 pub mod config;
 pub mod crypto;
+pub mod db;
 pub mod drm;
+#[doc(hidden)]
+pub mod fuzz_api;
 pub mod http;
 pub mod index;
 pub mod license;

@@ -56,6 +56,37 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Validate a configuration and an asset folder offline (for deployment pipelines): every
+    /// configuration error with its line, every asset with its tracks, variants and key ids,
+    /// every problem with its file and reason. Exits 1 when anything is wrong. Creates no key.
+    Check {
+        /// Asset folder (default: the config's `storage.dir`, else ./assets).
+        #[arg(long, value_name = "DIR")]
+        assets: Option<PathBuf>,
+        /// TOML configuration file. Default: ./config/drm-origin.toml when it exists.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Export an asset as static files: exactly the bytes the origin serves (manifests with
+    /// relative URLs, init and media segments, for each variant of the asset's policy), laid out
+    /// by URL path so nginx or a CDN bucket can serve the folder. Keys and licenses stay with
+    /// the origin's license endpoint (or the policy's license URLs).
+    Package {
+        /// Asset id.
+        asset: String,
+        /// Output folder (created; files are written under `<asset>/…`).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Only these variants (repeatable or comma-separated: clear, cenc, cbcs, aes128).
+        #[arg(long, value_delimiter = ',')]
+        variant: Vec<String>,
+        /// Asset folder (default: the config's `storage.dir`, else ./assets).
+        #[arg(long, value_name = "DIR")]
+        assets: Option<PathBuf>,
+        /// TOML configuration file. Default: ./config/drm-origin.toml when it exists.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// Inspect content keys.
     Keys {
         #[command(subcommand)]
@@ -261,15 +292,26 @@ enum KeysCommand {
     },
 }
 
+/// Logs to stderr: text lines, or one JSON object per line (`log.format = "json"`);
+/// `RUST_LOG` overrides `default_filter`.
+pub fn init_logging(format: drm_origin::config::LogFormat, default_filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_filter.into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        drm_origin::config::LogFormat::Text => {
+            builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
+        }
+        drm_origin::config::LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
+    }
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    // The server logs every request; one-shot commands only warnings, unless RUST_LOG says.
-    let default_level = if matches!(cli.command, Command::Serve { .. }) { "info" } else { "warn" };
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_level.into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    // The server logs every request, in the format its configuration names (it sets up logging
+    // once that is loaded); one-shot commands only warnings, unless RUST_LOG says.
+    if !matches!(cli.command, Command::Serve { .. }) {
+        init_logging(drm_origin::config::LogFormat::Text, "warn");
+    }
     let result = match cli.command {
         Command::Serve { assets, config, listen } => cmd::serve::serve(assets, config, listen),
         Command::Keys { command: KeysCommand::Show { asset, assets, config, show_keys } } => {
@@ -310,6 +352,14 @@ fn main() -> std::process::ExitCode {
                 ClientCommand::Status => Action::Status,
             };
             cmd::client::run(&store, skew_secs, action)
+        }
+        Command::Check { assets, config } => match cmd::check::check(assets, config) {
+            Ok(true) => Ok(()),
+            Ok(false) => return std::process::ExitCode::FAILURE,
+            Err(e) => Err(e),
+        },
+        Command::Package { asset, out, variant, assets, config } => {
+            cmd::package::package(&asset, &out, &variant, assets, config)
         }
         Command::Token { sub, groups, ttl, kid, asset, tier, config } => {
             cmd::token::mint(&sub, &groups, &ttl, &kid, &asset, &tier, config)

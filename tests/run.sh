@@ -10,8 +10,14 @@ step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --release --all-targets -- -D warnings
 
-step "unit tests"
+step "unit tests (and every fuzz target over its corpus plus deterministic mutations)"
 cargo test --release
+
+# Coverage-guided fuzzing (libFuzzer via cargo-fuzz), FUZZ_SECONDS per target; 0 skips it.
+if [ "${FUZZ_SECONDS:-0}" -gt 0 ]; then
+    step "fuzzing (${FUZZ_SECONDS}s per target)"
+    bash scripts/fuzz.sh "$FUZZ_SECONDS"
+fi
 
 step "release build"
 cargo build --release
@@ -24,3 +30,6 @@ node tests/browser/run.mjs
 
 step "demo player page (headless Chromium)"
 node tests/browser/player_page.mjs
+
+step "operations in Chromium: the demo from the README's first command, https/h2 with a trusted test CA, an export on nginx"
+node tests/browser/ops.mjs

@@ -1,6 +1,5 @@
-//! Any document as a JWKS or an OpenID discovery document: keys or a named error, never a panic.
+//! Any document as a JWKS or an OpenID discovery document: keys or a named error.
+//! The property lives in `drm_origin::fuzz_api::jwks`, which CI also replays over
+//! `fuzz/corpus/jwks/` (tests/fuzz_replay.rs).
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let _ = drm_origin::license::jwks::parse_jwks(data);
-    let _ = drm_origin::license::jwks::parse_discovery(data, Some("https://idp.example/"));
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| drm_origin::fuzz_api::jwks(data));

@@ -57,12 +57,14 @@ pub fn export(
     let cfg = Config::load(config_path(config).as_deref(), Overrides { listen: None, assets_dir: assets })?;
     let a = load_asset(&cfg, asset)?;
     let policy = cfg.drm.policy_for(asset);
-    let scheme = policy
-        .dash
-        .iter()
-        .chain(&policy.hls)
-        .find_map(|v| Scheme::of_variant(*v))
-        .ok_or_else(|| anyhow::anyhow!("policy {} protects {asset} with no cenc/cbcs variant", policy.name))?;
+    // Every CENC scheme the policy serves, with the protocols it is served over: a DRM vendor
+    // needs the signalling of each (FairPlay for cbcs over HLS, even when DASH lists cenc first).
+    let uses: Vec<cpix::SchemeUse> = [(Variant::Cenc, Scheme::Cenc), (Variant::Cbcs, Scheme::Cbcs)]
+        .into_iter()
+        .map(|(v, scheme)| cpix::SchemeUse { scheme, dash: policy.dash.contains(&v), hls: policy.hls.contains(&v) })
+        .filter(|u| u.dash || u.hls)
+        .collect();
+    anyhow::ensure!(!uses.is_empty(), "policy {} protects {asset} with no cenc/cbcs variant", policy.name);
     let mut classes: Vec<(&'static str, drm_origin::drm::KeySpec)> = Vec::new();
     for r in &a.renditions {
         let Some(t) = r.track() else { continue };
@@ -85,7 +87,7 @@ pub fn export(
         let class = KeyClass::parse(class).ok_or_else(|| anyhow::anyhow!("unknown key class {class}"))?;
         keys.push(CpixKey::new(k.kid, k.key.clone(), class));
     }
-    let xml = cpix::export(asset, &keys, &policy.systems, scheme, &policy.license_urls)?;
+    let xml = cpix::export_schemes(asset, &keys, &policy.systems, &uses, &policy.license_urls)?;
     match output {
         None => {
             use std::io::Write;

@@ -1,8 +1,11 @@
 //! The subcommands of the `drm-origin` binary, one file each; helpers they share live here.
 
+pub mod banner;
+pub mod check;
 pub mod client;
 pub mod keys;
 pub mod licenses;
+pub mod package;
 pub mod serve;
 pub mod token;
 
@@ -37,7 +40,7 @@ pub fn load_asset(cfg: &Config, asset: &str) -> anyhow::Result<std::sync::Arc<As
 }
 
 /// Prints to stdout; a closed pipe (`| head`) ends the output quietly instead of panicking.
-fn print_lines(lines: &[String]) {
+pub fn print_lines(lines: &[String]) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     for l in lines {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use drm_origin::config::{Config, Overrides};
+use drm_origin::http::tls::Certificates;
 use drm_origin::http::{server, App, HttpSettings};
 use drm_origin::storage::{Store, StoreSettings};
 
@@ -15,14 +16,12 @@ pub fn serve(assets: Option<PathBuf>, config: Option<PathBuf>, listen: Option<St
     let config_path = config_path(config);
     let overrides = Overrides { listen, assets_dir: assets };
     let cfg = Config::load(config_path.as_deref(), overrides.clone())?;
+    crate::init_logging(cfg.log_format, if cfg.access_log { "info" } else { "info,access=off" });
     anyhow::ensure!(cfg.assets_dir.is_dir(), "asset folder {} does not exist", cfg.assets_dir.display());
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(&cfg.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", cfg.listen))?;
-        let addr = listener.local_addr()?;
-        let base_url = format!("http://{addr}");
+        let (listeners, urls, addrs) = bind(&cfg).await?;
+        let base_url = urls.first().cloned().unwrap_or_default();
         let store = Arc::new(Store::new(
             cfg.assets_dir.clone(),
             StoreSettings {
@@ -31,6 +30,26 @@ pub fn serve(assets: Option<PathBuf>, config: Option<PathBuf>, listen: Option<St
                 base_url: base_url.clone(),
             },
         ));
+        let app = Arc::new(App::new(
+            store.clone(),
+            HttpSettings {
+                cache_control_segments: cfg.cache_control_segments.clone(),
+                cache_control_manifests: cfg.cache_control_manifests.clone(),
+                encrypted_cache_bytes: cfg.encrypted_cache_bytes,
+                max_concurrent_encryptions: cfg.max_concurrent_encryptions,
+                player_script: cfg.player_script.clone(),
+            },
+            cfg.drm.clone(),
+        ));
+        let limits = server::Limits {
+            header_read_timeout: cfg.header_read_timeout,
+            idle_timeout: cfg.idle_timeout,
+            max_connections: cfg.max_connections,
+            drain: cfg.drain,
+        };
+        // Accepting starts now, so a load balancer sees `/readyz` 503 while the folder is
+        // indexed; asset requests meanwhile answer 503 "starting".
+        let serving = tokio::spawn(server::serve(listeners, app.clone(), limits, shutdown_signal()));
         let first = store.clone();
         tokio::task::spawn_blocking(move || first.rescan()).await?;
         let watcher = store.clone();
@@ -44,17 +63,6 @@ pub fn serve(assets: Option<PathBuf>, config: Option<PathBuf>, listen: Option<St
                 }
             }
         });
-        let app = Arc::new(App::new(
-            store,
-            HttpSettings {
-                cache_control_segments: cfg.cache_control_segments.clone(),
-                cache_control_manifests: cfg.cache_control_manifests.clone(),
-                encrypted_cache_bytes: cfg.encrypted_cache_bytes,
-                max_concurrent_encryptions: cfg.max_concurrent_encryptions,
-                player_script: cfg.player_script.clone(),
-            },
-            cfg.drm.clone(),
-        ));
         // The first tokens should find keys, but an unreachable identity provider must not hold
         // up the start (clear and open assets are served meanwhile): the refresher keeps trying.
         if tokio::time::timeout(std::time::Duration::from_secs(3), app.prime_jwks()).await.is_err() {
@@ -76,15 +84,16 @@ pub fn serve(assets: Option<PathBuf>, config: Option<PathBuf>, listen: Option<St
         if let Some(path) = config_path.clone() {
             tokio::spawn(watch_config(app.clone(), path, overrides.clone(), cfg.rescan_interval));
         }
-        tracing::info!(assets = %cfg.assets_dir.display(), "listening on {base_url}");
-        // Machine-readable line for scripts and tests (logs go to stderr).
-        println!("drm-origin listening on {base_url}");
-        let limits = server::Limits {
-            header_read_timeout: cfg.header_read_timeout,
-            idle_timeout: cfg.idle_timeout,
-            max_connections: cfg.max_connections,
-        };
-        server::serve(listener, app, limits, shutdown_signal()).await;
+        app.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(w) = super::banner::exposure_warning(&cfg, &addrs) {
+            tracing::warn!("{w}");
+        }
+        tracing::info!(assets = %cfg.assets_dir.display(), "listening on {}", urls.join(" and "));
+        // Machine-readable lines for scripts and tests (logs go to stderr), then the banner.
+        let mut out: Vec<String> = urls.iter().map(|u| format!("drm-origin listening on {u}")).collect();
+        out.extend(super::banner::lines(&cfg, config_path.as_deref(), &base_url, &store));
+        super::print_lines(&out);
+        serving.await?;
         tracing::info!("shut down");
         Ok(())
     })
@@ -129,6 +138,52 @@ async fn regenerate_licenses(
             }
         }
         tokio::time::sleep(poll.max(std::time::Duration::from_millis(500))).await;
+    }
+}
+
+/// Binds `server.listen` (cleartext, or TLS when `[server.tls]` has no listener of its own) and
+/// the TLS listener; starts the certificate reloader. Returns the listeners, their base URLs
+/// and their addresses.
+async fn bind(cfg: &Config) -> anyhow::Result<(Vec<server::Listener>, Vec<String>, Vec<String>)> {
+    let acceptor = match &cfg.tls {
+        None => None,
+        Some(t) => {
+            let certs = Arc::new(Certificates::open(&t.cert, &t.key)?);
+            tokio::spawn(watch_certificates(certs.clone(), cfg.rescan_interval));
+            Some(tokio_rustls::TlsAcceptor::from(certs.server_config()))
+        }
+    };
+    let mut plan = Vec::new();
+    match (&cfg.tls, acceptor) {
+        (Some(t), Some(a)) if t.listen.is_some() => {
+            plan.push((cfg.listen.clone(), None));
+            plan.push((t.listen.clone().unwrap_or_default(), Some(a)));
+        }
+        (_, a) => plan.push((cfg.listen.clone(), a)),
+    }
+    let (mut listeners, mut urls, mut addrs) = (Vec::new(), Vec::new(), Vec::new());
+    for (addr, tls) in plan {
+        let socket = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+        let local = socket.local_addr()?;
+        urls.push(format!("{}://{local}", if tls.is_some() { "https" } else { "http" }));
+        addrs.push(local.to_string());
+        listeners.push(server::Listener { socket, tls });
+    }
+    Ok((listeners, urls, addrs))
+}
+
+/// Certificate rotation: the PEM files are looked at every `every`; a changed pair that loads
+/// replaces the one in force for new handshakes (connections already open keep theirs).
+async fn watch_certificates(certs: Arc<Certificates>, every: std::time::Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let c = certs.clone();
+        match tokio::task::spawn_blocking(move || c.reload_if_changed()).await {
+            Ok(Ok(true)) => tracing::info!("TLS certificate reloaded"),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => tracing::error!("TLS certificate not reloaded, the previous one stays in force: {e}"),
+            Err(e) => tracing::error!(error = %e, "TLS reload task failed"),
+        }
     }
 }
 

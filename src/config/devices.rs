@@ -115,9 +115,13 @@ mod tests {
 
     #[test]
     fn device_sections_validate_and_report_every_error() {
-        let ok = load(&format!("{POLICY}device_licenses = \"direct\"\n[devices]\n[licenses]\ndirect_ttl_secs = 600\n")).unwrap();
+        let ok = load(&format!("{POLICY}device_licenses = \"direct\"\n[devices]\n[licenses]\ndirect_ttl_secs = 600\n"))
+            .unwrap();
         let d = ok.devices.unwrap();
-        assert_eq!((d.direct_ttl_secs, d.max_devices_per_subject, d.registry_url.as_str()), (600, 5, super::DEFAULT_REGISTRY));
+        assert_eq!(
+            (d.direct_ttl_secs, d.max_devices_per_subject, d.registry_url.as_str()),
+            (600, 5, super::DEFAULT_REGISTRY)
+        );
         // aes128 without key_delivery is fine for a device-licensed policy, not otherwise.
         assert!(load(POLICY).is_err());
         let e = load(&format!(

@@ -10,7 +10,8 @@ use super::raw::{Raw, RawAuth};
 use super::DEFAULT_KEYSTORE;
 use crate::crypto::{Key, KeyId};
 use crate::drm::pattern::Pattern;
-use crate::drm::store::{Key30, KeyStore, Mode};
+use crate::drm::store::{Key30, Mode};
+use crate::drm::store_pg::PgSettings;
 use crate::drm::{
     ContentKey, DeviceLicenses, Drm, KeyDelivery, KeyScope, KeySpec, Policy, PolicyKeys, System, Variant,
 };
@@ -224,31 +225,65 @@ pub(super) fn build_drm(raw: &Raw, errors: &mut Vec<String>, previous: Option<&D
         }
     }
     build_auth(&raw.auth, auth_needed, &policies, &mut drm, previous, errors);
-    if store_needed || raw.keystore.seed.is_some() || raw.keystore.path.is_some() {
-        let mode = match &raw.keystore.seed {
-            Some(b64) => match crate::drm::b64::decode(b64.trim()) {
-                Some(seed) if seed.len() >= 30 => Some(Mode::Seed(Key30(seed))),
-                _ => {
-                    errors.push("keystore.seed: must be base64 of at least 30 bytes (value not shown)".to_owned());
-                    None
-                }
+    let ks = &raw.keystore;
+    if store_needed || ks.seed.is_some() || ks.path.is_some() || ks.backend.is_some() {
+        let mode = match ks.backend.as_deref().unwrap_or("file") {
+            "postgres" => postgres_mode(ks, errors),
+            "file" => match &ks.seed {
+                Some(b64) => match crate::drm::b64::decode(b64.trim()) {
+                    Some(seed) if seed.len() >= 30 => Some(Mode::Seed(Key30(seed))),
+                    _ => {
+                        errors.push("keystore.seed: must be base64 of at least 30 bytes (value not shown)".to_owned());
+                        None
+                    }
+                },
+                None => Some(Mode::Persistent(ks.path.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_KEYSTORE)))),
             },
-            None => {
-                Some(Mode::Persistent(raw.keystore.path.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_KEYSTORE))))
+            other => {
+                errors.push(format!("keystore.backend: '{other}' is not \"file\" or \"postgres\""));
+                None
             }
         };
         if let Some(mode) = mode {
             let reuse = previous.and_then(|p| p.store.clone()).filter(|s| s.same_source(&mode));
             match reuse {
                 Some(s) => drm.store = Some(s),
-                None => match KeyStore::open(mode) {
-                    Ok(s) => drm.store = Some(Arc::new(s)),
+                None => match crate::drm::store::open(mode) {
+                    Ok(s) => drm.store = Some(s),
                     Err(e) => errors.push(format!("keystore: {e}")),
                 },
             }
         }
     }
     drm
+}
+
+/// `[keystore] backend = "postgres"`: the URL from `url` or from the environment variable
+/// `url_env` names (so a password need not sit in the file). Never quoted in an error.
+fn postgres_mode(ks: &super::raw::RawKeyStore, errors: &mut Vec<String>) -> Option<Mode> {
+    if ks.seed.is_some() || ks.path.is_some() {
+        errors.push("keystore: seed and path belong to the file backend, not \"postgres\"".to_owned());
+    }
+    let url = match (&ks.url, &ks.url_env) {
+        (Some(u), None) => Some(u.clone()),
+        (None, Some(var)) => match std::env::var(var) {
+            Ok(u) if !u.trim().is_empty() => Some(u),
+            _ => {
+                errors.push(format!("keystore.url_env: environment variable {var} is not set"));
+                None
+            }
+        },
+        _ => {
+            errors.push("keystore: backend \"postgres\" needs exactly one of url, url_env".to_owned());
+            None
+        }
+    }?;
+    let timeout = ks.timeout_ms.unwrap_or(2000);
+    if !(100..=60_000).contains(&timeout) {
+        errors.push(format!("keystore.timeout_ms: {timeout} is outside 100..=60000"));
+        return None;
+    }
+    Some(Mode::Postgres(PgSettings { url, timeout: std::time::Duration::from_millis(timeout) }))
 }
 
 /// `[auth]`: verification keys and token rules. Required when a policy delivers keys by token.

@@ -6,7 +6,10 @@
 mod devices;
 mod drm;
 mod lines;
+mod ops;
 mod raw;
+
+pub use ops::{is_loopback, LogFormat, TlsSettings, DEMO_HMAC_SECRET, DEMO_KEYS};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -51,6 +54,17 @@ pub struct Config {
     pub drm: Arc<Drm>,
     /// Device licensing (`[devices]`, `[licenses]`), when configured.
     pub devices: Option<crate::license::device::DeviceSettings>,
+    /// TLS (rustls), if configured.
+    pub tls: Option<TlsSettings>,
+    /// How long in-flight requests may run on after SIGTERM.
+    pub drain: Duration,
+    /// Log line format.
+    pub log_format: LogFormat,
+    /// One log line per request.
+    pub access_log: bool,
+    /// The fields that hold the shipped demo keys or secret (`keys.demo_video`,
+    /// `auth.hmac_secret`): public material, never for real content.
+    pub demo_material: Vec<String>,
 }
 
 /// Overrides from the command line (they win over the file).
@@ -135,6 +149,7 @@ impl Config {
         }
         let drm = drm::build_drm(&raw, &mut errors, previous);
         let devices = devices::build_devices(&raw, &drm, &mut errors);
+        let ops = ops::build(&raw, &mut errors);
         let cache_mb = raw.cache.encrypted_segments_mb.unwrap_or(256);
         if cache_mb > 1 << 20 {
             errors.push(format!("cache.encrypted_segments_mb: {cache_mb} is above 1048576"));
@@ -163,11 +178,18 @@ impl Config {
             max_connections,
             encrypted_cache_bytes: cache_mb.saturating_mul(1 << 20),
             max_concurrent_encryptions: max_enc,
-            player_script: raw.player.enabled.unwrap_or(true).then(|| {
-                raw.player.script.clone().unwrap_or_else(|| PathBuf::from(crate::http::player::DEFAULT_SCRIPT))
-            }),
+            player_script: raw
+                .player
+                .enabled
+                .unwrap_or(true)
+                .then(|| raw.player.script.clone().unwrap_or_else(crate::http::player::default_script)),
             drm: Arc::new(drm),
             devices,
+            tls: ops.tls,
+            drain: ops.drain,
+            log_format: ops.log_format,
+            access_log: ops.access_log,
+            demo_material: ops.demo_material,
         })
     }
 }

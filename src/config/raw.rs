@@ -33,8 +33,27 @@ pub(super) struct Raw {
     pub auth: RawAuth,
     #[serde(default)]
     pub player: RawPlayer,
+    #[serde(default)]
+    pub log: RawLog,
     pub devices: Option<RawDevices>,
     pub licenses: Option<RawLicenses>,
+}
+
+/// `[log]`: the log line format.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLog {
+    pub format: Option<String>,
+    pub access: Option<bool>,
+}
+
+/// `[server.tls]`: certificate chain and key (PEM), and where TLS is served.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub listen: Option<String>,
 }
 
 /// `[devices]`: device registration and its registry.
@@ -139,13 +158,21 @@ pub(super) fn without_query(url: &str) -> &str {
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawKeyStore {
+    pub backend: Option<String>,
     pub path: Option<PathBuf>,
     pub seed: Option<String>,
+    pub url: Option<String>,
+    pub url_env: Option<String>,
+    pub timeout_ms: Option<u64>,
 }
 
 impl std::fmt::Debug for RawKeyStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RawKeyStore").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("RawKeyStore")
+            .field("backend", &self.backend)
+            .field("path", &self.path)
+            .field("url_env", &self.url_env)
+            .finish_non_exhaustive()
     }
 }
 
@@ -211,6 +238,8 @@ pub(super) struct RawAssetRule {
 pub(super) struct RawServer {
     pub listen: Option<String>,
     pub max_connections: Option<usize>,
+    pub drain_secs: Option<u64>,
+    pub tls: Option<RawTls>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -51,7 +51,7 @@ mod tests;
 
 use std::fmt;
 
-pub use export::export;
+pub use export::{export, export_schemes, SchemeUse};
 pub use import::{by_class, import};
 
 use super::pssh::Scheme;

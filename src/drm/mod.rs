@@ -10,6 +10,7 @@ pub mod pattern;
 pub mod playready;
 pub mod pssh;
 pub mod store;
+pub mod store_pg;
 pub mod widevine;
 
 use std::collections::BTreeMap;
@@ -274,7 +275,7 @@ pub struct Drm {
     /// Named keys by id.
     pub keys: BTreeMap<KeyId, Arc<ContentKey>>,
     /// Auto keys (created or derived on first use).
-    pub store: Option<Arc<store::KeyStore>>,
+    pub store: Option<Arc<dyn store::KeyStore>>,
     /// Rules in order: the first whose pattern matches an asset id gives its policy.
     pub rules: Vec<(pattern::Pattern, Arc<Policy>)>,
     /// Applied when no rule matches.
@@ -390,7 +391,7 @@ impl Drm {
                 .collect();
             return Some((k.clone(), owners));
         }
-        let (label, key) = self.store.as_ref()?.all().into_iter().find(|(_, k)| k.kid == *kid)?;
+        let (label, key) = self.store.as_ref()?.find_kid(kid)?;
         let scope = label.rsplit_once('/').map_or(label.as_str(), |(s, _)| s);
         let owners = if let Some(asset) = scope.strip_prefix("asset:") {
             vec![Owner { policy: self.policy_for(asset), scope: asset.to_owned(), pattern: None }]

@@ -51,6 +51,10 @@ pub enum StoreError {
     /// A label that was imported with another KID already exists.
     #[error("label {0} already holds a different key")]
     Conflict(String),
+    /// The shared store cannot be reached: keys it already gave are still served, new ones are
+    /// refused until it answers again.
+    #[error("key store unavailable: {0}")]
+    Unavailable(String),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -73,6 +77,36 @@ pub enum Mode {
     Persistent(PathBuf),
     /// Derived from a key seed (bytes; at least 30).
     Seed(Key30),
+    /// Random keys in a PostgreSQL table shared by every origin node (see [`super::store_pg`]).
+    Postgres(super::store_pg::PgSettings),
+}
+
+/// Auto keys by label: the embedded file store ([`FileKeyStore`], also the key-seed mode) or the
+/// shared PostgreSQL store. Whatever the backend, a label once answered keeps its key: every
+/// node and every restart serve the same key for it.
+pub trait KeyStore: Send + Sync + std::fmt::Debug {
+    /// The key for `label`, created (and persisted) or derived on first use.
+    fn get_or_create(&self, label: &str) -> Result<Arc<ContentKey>, StoreError>;
+    /// The key for `label` if it exists (or, with a seed, would be derived); never creates.
+    fn peek(&self, label: &str) -> Option<Arc<ContentKey>>;
+    /// Stores an externally supplied key (CPIX import) under `label`, persisting it.
+    fn import(&self, label: &str, kid: KeyId, key: Key) -> Result<(), StoreError>;
+    /// Every key the store holds, by label.
+    fn all(&self) -> Vec<(String, Arc<ContentKey>)>;
+    /// The key with id `kid` and its label (license requests name a KID, not a label).
+    fn find_kid(&self, kid: &KeyId) -> Option<(String, Arc<ContentKey>)> {
+        self.all().into_iter().find(|(_, k)| k.kid == *kid)
+    }
+    /// Whether this store reads the same file, seed or database as `mode` would.
+    fn same_source(&self, mode: &Mode) -> bool;
+}
+
+/// Opens the store `mode` names.
+pub fn open(mode: Mode) -> Result<Arc<dyn KeyStore>, StoreError> {
+    match mode {
+        Mode::Postgres(settings) => Ok(Arc::new(super::store_pg::PgKeyStore::open(settings)?)),
+        other => Ok(Arc::new(FileKeyStore::open(other)?)),
+    }
 }
 
 /// A key seed (30 bytes are used), redacted in Debug.
@@ -84,25 +118,29 @@ impl std::fmt::Debug for Key30 {
     }
 }
 
-/// The store; cheap to share.
-pub struct KeyStore {
+/// The embedded store (a JSON file, or a key seed); cheap to share.
+pub struct FileKeyStore {
     mode: Mode,
     keys: Mutex<BTreeMap<String, Arc<ContentKey>>>,
 }
 
-impl std::fmt::Debug for KeyStore {
+impl std::fmt::Debug for FileKeyStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mode = match &self.mode {
             Mode::Persistent(p) => format!("persistent {}", p.display()),
             Mode::Seed(_) => "key seed".to_owned(),
+            Mode::Postgres(p) => format!("{p:?}"),
         };
-        f.debug_struct("KeyStore").field("mode", &mode).finish_non_exhaustive()
+        f.debug_struct("FileKeyStore").field("mode", &mode).finish_non_exhaustive()
     }
 }
 
-impl KeyStore {
+impl FileKeyStore {
     /// Opens a store; a persistent store's existing keys are loaded (a missing file is empty).
-    pub fn open(mode: Mode) -> Result<KeyStore, StoreError> {
+    pub fn open(mode: Mode) -> Result<FileKeyStore, StoreError> {
+        if let Mode::Postgres(_) = &mode {
+            return Err(StoreError::Io { path: "<postgres>".into(), reason: "not a file store".into() });
+        }
         let mut keys = BTreeMap::new();
         if let Mode::Persistent(path) = &mode {
             for e in load(path)? {
@@ -110,11 +148,13 @@ impl KeyStore {
                 keys.insert(e.label.clone(), Arc::new(ck));
             }
         }
-        Ok(KeyStore { mode, keys: Mutex::new(keys) })
+        Ok(FileKeyStore { mode, keys: Mutex::new(keys) })
     }
+}
 
+impl KeyStore for FileKeyStore {
     /// The key for `label`, created (and persisted) or derived on first use.
-    pub fn get_or_create(&self, label: &str) -> Result<Arc<ContentKey>, StoreError> {
+    fn get_or_create(&self, label: &str) -> Result<Arc<ContentKey>, StoreError> {
         let mut keys = match self.keys.lock() {
             Ok(k) => k,
             Err(p) => p.into_inner(),
@@ -124,6 +164,7 @@ impl KeyStore {
         }
         let ck = match &self.mode {
             Mode::Seed(seed) => derive(seed, label),
+            Mode::Postgres(_) => return Err(StoreError::Unavailable("not a file store".into())),
             Mode::Persistent(path) => {
                 let _lock = lock(path)?;
                 merge_from_file(path, &mut keys)?;
@@ -153,7 +194,7 @@ impl KeyStore {
     }
 
     /// The key for `label` if it exists (or, with a seed, would be derived); never creates.
-    pub fn peek(&self, label: &str) -> Option<Arc<ContentKey>> {
+    fn peek(&self, label: &str) -> Option<Arc<ContentKey>> {
         let mut keys = match self.keys.lock() {
             Ok(k) => k,
             Err(p) => p.into_inner(),
@@ -165,12 +206,12 @@ impl KeyStore {
         match (&self.mode, keys.get(label)) {
             (_, Some(k)) => Some(k.clone()),
             (Mode::Seed(seed), None) => Some(Arc::new(derive(seed, label))),
-            (Mode::Persistent(_), None) => None,
+            (_, None) => None,
         }
     }
 
     /// Stores an externally supplied key (CPIX import) under `label`, persisting it.
-    pub fn import(&self, label: &str, kid: KeyId, key: Key) -> Result<(), StoreError> {
+    fn import(&self, label: &str, kid: KeyId, key: Key) -> Result<(), StoreError> {
         let mut keys = match self.keys.lock() {
             Ok(k) => k,
             Err(p) => p.into_inner(),
@@ -203,7 +244,7 @@ impl KeyStore {
     }
 
     /// Whether this store reads the same file (or the same seed) as `mode` would.
-    pub fn same_source(&self, mode: &Mode) -> bool {
+    fn same_source(&self, mode: &Mode) -> bool {
         match (&self.mode, mode) {
             (Mode::Persistent(a), Mode::Persistent(b)) => a == b,
             (Mode::Seed(a), Mode::Seed(b)) => a.0 == b.0,
@@ -212,7 +253,7 @@ impl KeyStore {
     }
 
     /// Every key the store holds, by label.
-    pub fn all(&self) -> Vec<(String, Arc<ContentKey>)> {
+    fn all(&self) -> Vec<(String, Arc<ContentKey>)> {
         let keys = match self.keys.lock() {
             Ok(k) => k,
             Err(p) => p.into_inner(),
@@ -335,12 +376,12 @@ mod tests {
     #[test]
     fn keys_survive_reopen() {
         let p = tmp("reopen");
-        let s = KeyStore::open(Mode::Persistent(p.clone())).unwrap();
+        let s = FileKeyStore::open(Mode::Persistent(p.clone())).unwrap();
         let a = s.get_or_create("asset:x/video").unwrap();
         let b = s.get_or_create("asset:x/audio").unwrap();
         assert_ne!(a.kid, b.kid);
         assert_eq!(s.get_or_create("asset:x/video").unwrap().kid, a.kid);
-        let s2 = KeyStore::open(Mode::Persistent(p.clone())).unwrap();
+        let s2 = FileKeyStore::open(Mode::Persistent(p.clone())).unwrap();
         let a2 = s2.peek("asset:x/video").unwrap();
         assert_eq!((a2.kid, a2.key.bytes()), (a.kid, a.key.bytes()));
         assert!(s2.peek("asset:y/video").is_none());
@@ -362,21 +403,21 @@ mod tests {
             "{\"version\":1,\"keys\":[{\"label\":\"a\",\"kid\":\"zz\",\"key\":\"00\",\"origin\":\"\"}]}",
         )
         .unwrap();
-        let e = KeyStore::open(Mode::Persistent(p)).unwrap_err().to_string();
+        let e = FileKeyStore::open(Mode::Persistent(p)).unwrap_err().to_string();
         assert!(e.contains("bad kid"), "{e}");
     }
 
     #[test]
     fn two_processes_sharing_a_file_keep_each_others_keys() {
         let p = tmp("shared");
-        let a = KeyStore::open(Mode::Persistent(p.clone())).unwrap();
-        let b = KeyStore::open(Mode::Persistent(p.clone())).unwrap();
+        let a = FileKeyStore::open(Mode::Persistent(p.clone())).unwrap();
+        let b = FileKeyStore::open(Mode::Persistent(p.clone())).unwrap();
         let ka = a.get_or_create("asset:x/video").unwrap();
         // b never saw x/video in memory: it must pick up a's key, not mint another.
         assert_eq!(b.get_or_create("asset:x/video").unwrap().kid, ka.kid);
         b.import("asset:y/video", KeyId([9; 16]), Key::new([3; 16])).unwrap();
         let kc = a.get_or_create("asset:z/audio").unwrap();
-        let reopened = KeyStore::open(Mode::Persistent(p)).unwrap();
+        let reopened = FileKeyStore::open(Mode::Persistent(p)).unwrap();
         for (label, kid) in [("asset:x/video", ka.kid), ("asset:y/video", KeyId([9; 16])), ("asset:z/audio", kc.kid)] {
             assert_eq!(reopened.peek(label).unwrap().kid, kid, "{label} lost");
         }
@@ -385,10 +426,10 @@ mod tests {
     #[test]
     fn seed_mode_agrees_across_instances() {
         let seed = || Mode::Seed(Key30(vec![7u8; 30]));
-        let a = KeyStore::open(seed()).unwrap().get_or_create("group:kids/video").unwrap();
-        let b = KeyStore::open(seed()).unwrap().get_or_create("group:kids/video").unwrap();
+        let a = FileKeyStore::open(seed()).unwrap().get_or_create("group:kids/video").unwrap();
+        let b = FileKeyStore::open(seed()).unwrap().get_or_create("group:kids/video").unwrap();
         assert_eq!((a.kid, a.key.bytes()), (b.kid, b.key.bytes()));
-        let c = KeyStore::open(seed()).unwrap().get_or_create("group:kids/audio").unwrap();
+        let c = FileKeyStore::open(seed()).unwrap().get_or_create("group:kids/audio").unwrap();
         assert_ne!(a.kid, c.kid);
     }
 

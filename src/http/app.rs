@@ -43,6 +43,10 @@ pub struct App {
     pub(super) plans: moka::sync::Cache<(u64, u64, Variant), Arc<Protection>>,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
+    /// Set once the first scan of the asset folder is done (`/readyz`).
+    pub ready: std::sync::atomic::AtomicBool,
+    /// Set when the shutdown drain starts (`/readyz` answers 503 again).
+    pub draining: std::sync::atomic::AtomicBool,
     /// Device licensing, when configured (set once at start).
     devices: std::sync::OnceLock<Arc<crate::license::device::Devices>>,
 }
@@ -58,6 +62,8 @@ pub struct Metrics {
     pub responses: [std::sync::atomic::AtomicU64; 6],
     /// Bytes of response bodies sent (Content-Length).
     pub body_bytes: std::sync::atomic::AtomicU64,
+    /// Response-time histograms, bytes per route kind, cache hits, license decisions.
+    pub requests: super::metrics::RequestMetrics,
 }
 
 impl App {
@@ -86,6 +92,8 @@ impl App {
             encrypt_permits,
             plans: moka::sync::Cache::new(16_384),
             metrics: Metrics::default(),
+            ready: std::sync::atomic::AtomicBool::new(false),
+            draining: std::sync::atomic::AtomicBool::new(false),
             devices: std::sync::OnceLock::new(),
         }
     }
@@ -182,6 +190,10 @@ impl App {
         for (i, c) in m.responses.iter().enumerate().skip(1) {
             x.push_str(&format!("origin_responses_total{{class=\"{i}xx\"}} {}\n", c.load(Relaxed)));
         }
+        x.push_str("# HELP origin_assets Assets in the catalog, by state.\n# TYPE origin_assets gauge\n");
+        x.push_str(&format!("origin_assets{{state=\"ready\"}} {ready}\n"));
+        x.push_str(&format!("origin_assets{{state=\"broken\"}} {}\n", lib.assets.len().saturating_sub(ready)));
+        m.requests.render(&mut x);
         x
     }
 

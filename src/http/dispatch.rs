@@ -12,9 +12,11 @@ use super::app::App;
 use super::body::Chunks;
 use super::error::ServeError;
 use super::manifest::{self, PlaylistQuery};
+use super::metrics::{Decision, Kind};
 use super::respond::{finish, plain, send, with_cors};
 use super::routes::{self, Route};
 use super::{device, license, player, segment};
+use crate::drm::Variant;
 use crate::packaging::plan::Asset;
 use crate::storage::AssetState;
 
@@ -24,6 +26,9 @@ struct LogFields {
     asset: String,
     rendition: String,
     segment: String,
+    /// Metrics labels: what was asked for, in which variant.
+    kind: Kind,
+    variant: Option<Variant>,
 }
 
 /// Handles one request; never fails (errors become responses).
@@ -73,8 +78,18 @@ where
         if let Some(c) = app.metrics.responses.get(class) {
             c.fetch_add(1, Relaxed);
         }
-        if method != Method::HEAD {
-            app.metrics.body_bytes.fetch_add(bytes.parse().unwrap_or(0), Relaxed);
+        let body_bytes = if method == Method::HEAD { 0 } else { bytes.parse().unwrap_or(0) };
+        app.metrics.body_bytes.fetch_add(body_bytes, Relaxed);
+        let m = &app.metrics.requests;
+        m.observe(fields.kind, fields.variant, started.elapsed(), body_bytes);
+        if matches!(fields.kind, Kind::License | Kind::Key) && method != Method::OPTIONS {
+            let d = match (response.status(), response.extensions().get::<Decision>()) {
+                (StatusCode::OK, _) => Decision { outcome: "granted", reason: "ok" },
+                (_, Some(d)) => *d,
+                (StatusCode::NOT_FOUND, None) => Decision { outcome: "denied", reason: "not_deliverable" },
+                (_, None) => Decision { outcome: "denied", reason: "other" },
+            };
+            m.decision(d);
         }
     }
     tracing::info!(
@@ -102,11 +117,13 @@ where
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let method = &req.method;
+    host_is_valid(req)?;
     if method == Method::OPTIONS {
         return Ok(preflight(req));
     }
     let route = routes::parse(req.uri.path())?;
     if route == Route::ClearKeyLicense {
+        fields.kind = Kind::License;
         fields.segment = "license".into();
         return license::clearkey_post(app, req, body).await;
     }
@@ -120,17 +137,30 @@ where
     let query = req.uri.query();
     let resource = match route {
         Route::Health => return Ok(finish(plain(StatusCode::OK, "text/plain", Bytes::from_static(b"ok\n")), method)),
+        Route::Ready => {
+            use std::sync::atomic::Ordering::Relaxed;
+            let (status, body): (_, &'static [u8]) = if app.draining.load(Relaxed) {
+                (StatusCode::SERVICE_UNAVAILABLE, b"draining\n")
+            } else if !app.ready.load(Relaxed) {
+                (StatusCode::SERVICE_UNAVAILABLE, b"indexing\n")
+            } else {
+                (StatusCode::OK, b"ready\n")
+            };
+            return Ok(finish(plain(status, "text/plain", Bytes::from_static(body)), method));
+        }
         Route::Metrics => {
             let text = Bytes::from(app.metrics_text().await);
             return Ok(finish(plain(StatusCode::OK, "text/plain; version=0.0.4", text), method));
         }
         Route::Key { kid } => {
+            fields.kind = Kind::Key;
             fields.segment = "key".into();
             return license::raw_key(app, req, &kid).await;
         }
         Route::ClearKeyLicense | Route::Device(_) => return Err(ServeError::Method),
         Route::DeviceKeys => return device::keys(app, req),
         Route::Player { asset: id } => {
+            fields.kind = Kind::Player;
             fields.asset = id.clone();
             if app.settings.player_script.is_none() {
                 return Err(ServeError::Route(routes::RouteError::NotFound));
@@ -143,6 +173,7 @@ where
             return Ok(r);
         }
         Route::PlayerFile(file) => {
+            fields.kind = Kind::Player;
             let Some(script) = app.settings.player_script.clone() else {
                 return Err(ServeError::Route(routes::RouteError::NotFound));
             };
@@ -150,16 +181,22 @@ where
         }
         Route::Mpd { asset: id, variant } => {
             fields.asset = id.clone();
+            fields.kind = Kind::Manifest;
+            fields.variant = variant.or_else(|| app.drm().0.policy_for(&id).dash.first().copied());
             manifest::mpd(app, &*asset(app, &id)?, variant)?
         }
         Route::Master { asset: id, variant } => {
             fields.asset = id.clone();
+            fields.kind = Kind::Manifest;
+            fields.variant = variant.or_else(|| app.drm().0.policy_for(&id).hls.first().copied());
             let (drm, _) = app.drm();
             let q = PlaylistQuery::parse(query, drm.carry_token)?;
             manifest::master(app, &*asset(app, &id)?, variant, q)?
         }
         Route::MediaPlaylist { asset: id, rendition, variant } => {
             fields.asset = id.clone();
+            fields.kind = Kind::Manifest;
+            fields.variant = Some(variant);
             fields.rendition = rendition.clone();
             let (drm, _) = app.drm();
             let q = PlaylistQuery::parse(query, drm.carry_token)?;
@@ -167,18 +204,40 @@ where
         }
         Route::Init { asset: id, rendition, variant, version } => {
             fields.asset = id.clone();
+            fields.kind = Kind::Init;
+            fields.variant = Some(variant);
             fields.rendition = rendition.clone();
             fields.segment = "init".into();
             segment::init(app, &asset(app, &id)?, &rendition, variant, version).await?
         }
         Route::Segment { asset: id, rendition, number, variant, version } => {
             fields.asset = id.clone();
+            fields.kind = Kind::Segment;
+            fields.variant = Some(variant);
             fields.rendition = rendition.clone();
             fields.segment = number.to_string();
             segment::media(app, &asset(app, &id)?, &rendition, number, variant, version).await?
         }
     };
     Ok(send(req, resource))
+}
+
+/// RFC 9112 §3.2: an HTTP/1.1 request without `Host`, or any request with several `Host` lines
+/// or one that is not a valid authority, is a 400. (HTTP/2 carries `:authority` instead.)
+fn host_is_valid(req: &http::request::Parts) -> Result<(), ServeError> {
+    let mut hosts = req.headers.get_all(header::HOST).iter();
+    let bad = |why| Err(ServeError::Route(routes::RouteError::BadPath(why)));
+    match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => bad("more than one Host header"),
+        (None, _) if req.version == http::Version::HTTP_11 => bad("no Host header"),
+        (Some(h), None) if !is_authority(h.as_bytes()) => bad("invalid Host header"),
+        _ => Ok(()),
+    }
+}
+
+/// `uri-host [":" port]`: no userinfo, path or spaces.
+fn is_authority(b: &[u8]) -> bool {
+    !b.is_empty() && !b.contains(&b'@') && http::uri::Authority::try_from(b).is_ok()
 }
 
 /// CORS preflight: every method and the headers the browser asks for, cached for a day.
@@ -196,11 +255,13 @@ fn preflight(req: &http::request::Parts) -> Response<Chunks> {
     r
 }
 
-/// The asset `id`, ready; 503 when its files are unusable, 404 when unknown.
+/// The asset `id`, ready; 503 when its files are unusable (or the first scan is still running),
+/// 404 when unknown.
 fn asset(app: &App, id: &str) -> Result<Arc<Asset>, ServeError> {
     match app.store.library().assets.get(id) {
         Some(AssetState::Ready(a)) => Ok(a.clone()),
         Some(AssetState::Broken(why)) => Err(ServeError::AssetBroken(why.clone())),
+        None if !app.ready.load(std::sync::atomic::Ordering::Relaxed) => Err(ServeError::Starting),
         None => Err(ServeError::UnknownAsset),
     }
 }

@@ -53,6 +53,9 @@ pub enum ServeError {
     /// Not GET, HEAD or OPTIONS.
     #[error("method not allowed")]
     Method,
+    /// The first scan of the asset folder is still running.
+    #[error("starting: the asset folder is being indexed")]
+    Starting,
     /// The demo player's library is not installed (warned once, then debug lines).
     #[error("demo player unavailable: {0}")]
     Player(String),
@@ -82,6 +85,7 @@ impl ServeError {
             ServeError::FileChanged => (StatusCode::SERVICE_UNAVAILABLE, "asset is being updated\n"),
             ServeError::Segment(_) => (StatusCode::SERVICE_UNAVAILABLE, "segment unavailable\n"),
             ServeError::Protect(_) => (StatusCode::SERVICE_UNAVAILABLE, "protected output unavailable\n"),
+            ServeError::Starting => (StatusCode::SERVICE_UNAVAILABLE, "starting\n"),
             ServeError::Method => (StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
             ServeError::Player(_) => (StatusCode::NOT_FOUND, "demo player not available on this origin\n"),
         }

@@ -140,6 +140,7 @@ pub(super) fn denied(d: &Denied, status: StatusCode) -> Response<Chunks> {
     tracing::info!(reason = d.reason(), status = status.as_u16(), "key request denied");
     let body = format!("{{\"error\":\"{error}\",\"reason\":\"{}\"}}\n", d.reason());
     let mut r = plain(status, "application/json", Bytes::from(body));
+    r.extensions_mut().insert(super::metrics::Decision { outcome: "denied", reason: d.reason() });
     if status == StatusCode::UNAUTHORIZED {
         r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
@@ -147,9 +148,11 @@ pub(super) fn denied(d: &Denied, status: StatusCode) -> Response<Chunks> {
 }
 
 /// 400 with a JSON reason, for a malformed license request.
-fn bad_request(reason: &str) -> Response<Chunks> {
+fn bad_request(reason: &'static str) -> Response<Chunks> {
     let body = format!("{{\"error\":\"bad_request\",\"reason\":\"{reason}\"}}\n");
-    plain(StatusCode::BAD_REQUEST, "application/json", Bytes::from(body))
+    let mut r = plain(StatusCode::BAD_REQUEST, "application/json", Bytes::from(body));
+    r.extensions_mut().insert(super::metrics::Decision { outcome: "denied", reason });
+    r
 }
 
 /// `POST /.drm/clearkey`: the keys of the request that the caller is entitled to; 401/403 when

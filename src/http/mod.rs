@@ -15,6 +15,7 @@ pub mod error;
 pub mod idle;
 mod license;
 mod manifest;
+pub mod metrics;
 pub mod player;
 mod protection;
 pub mod range;
@@ -22,6 +23,7 @@ mod respond;
 pub mod routes;
 mod segment;
 pub mod server;
+pub mod tls;
 
 pub use app::{App, HttpSettings, Metrics};
 pub use dispatch::handle;

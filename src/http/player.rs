@@ -16,8 +16,25 @@ use crate::storage::fnv1a;
 pub const PAGE: &str = include_str!("player/index.html");
 /// The page's script.
 pub const APP_JS: &str = include_str!("player/app.js");
-/// Where `scripts/setup.sh` installs shaka-player, relative to the working directory.
-pub const DEFAULT_SCRIPT: &str = "tests/browser/node_modules/shaka-player/dist/shaka-player.compiled.js";
+/// Where `scripts/demo.sh` (and `scripts/setup.sh`) install shaka-player, relative to the working
+/// directory: `npm ci --prefix player`.
+pub const DEFAULT_SCRIPT: &str = "player/node_modules/shaka-player/dist/shaka-player.compiled.js";
+/// The test suite's copy (`npm ci --prefix tests/browser`), used when the first is absent.
+pub const TEST_SUITE_SCRIPT: &str = "tests/browser/node_modules/shaka-player/dist/shaka-player.compiled.js";
+
+/// `player.script` when the configuration names none: `$DRM_ORIGIN_PLAYER_SCRIPT`, else [`DEFAULT_SCRIPT`], else the test suite's
+/// copy if only that one is installed.
+pub fn default_script() -> PathBuf {
+    // Packaged installs (the container image) put the library elsewhere.
+    if let Some(p) = std::env::var_os("DRM_ORIGIN_PLAYER_SCRIPT") {
+        return PathBuf::from(p);
+    }
+    let own = PathBuf::from(DEFAULT_SCRIPT);
+    if !own.exists() && Path::new(TEST_SUITE_SCRIPT).exists() {
+        return PathBuf::from(TEST_SUITE_SCRIPT);
+    }
+    own
+}
 
 /// The page's Content-Security-Policy: scripts from the origin only, media through MSE (`blob:`);
 /// manifests, segments and licenses may come from elsewhere when the operator configured
@@ -46,7 +63,7 @@ pub fn embedded(text: &'static str) -> (Bytes, String, SystemTime) {
 
 /// Why the player library cannot be served (logged with the path; the client sees 404).
 #[derive(Debug, thiserror::Error)]
-#[error("player library {path}: {error} (run `npm ci --prefix tests/browser`, or set player.script)")]
+#[error("player library {path}: {error} (run `npm ci --prefix player`, as scripts/demo.sh does, or set player.script)")]
 pub struct MissingLibrary {
     path: PathBuf,
     error: std::io::Error,

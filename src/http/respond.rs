@@ -42,10 +42,15 @@ pub(super) fn send(req: &http::request::Parts, res: Resource) -> Response<Chunks
     let etag = HeaderValue::from_str(&res.etag).unwrap_or(HeaderValue::from_static("\"0\""));
     let last_modified = HeaderValue::from_str(&httpdate::fmt_http_date(res.modified)).ok();
     let cache_control = HeaderValue::from_str(&res.cache_control).unwrap_or(HeaderValue::from_static("no-cache"));
-    let if_none_match = req.headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok());
-    let not_modified = if_none_match.is_some_and(|v| {
-        v.split(',').map(str::trim).any(|t| t == "*" || t == res.etag || t.strip_prefix("W/") == Some(&res.etag))
-    });
+    // Several If-None-Match field lines are one comma-separated list (RFC 9110 §5.3).
+    let not_modified = req
+        .headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|t| t == "*" || t == res.etag || t.strip_prefix("W/") == Some(&res.etag));
     let base = |status: StatusCode, body: Chunks| {
         let mut r = Response::new(body);
         *r.status_mut() = status;

@@ -75,6 +75,8 @@ pub enum Route {
     Health,
     /// `/metrics` (Prometheus)
     Metrics,
+    /// `/readyz`: 200 once the catalog is indexed, 503 before and while draining
+    Ready,
     /// `/player/{asset}`: the demo player page.
     Player {
         /// Asset id.
@@ -129,6 +131,9 @@ pub fn parse(path: &str) -> Result<Route, RouteError> {
     let rest = path.strip_prefix('/').ok_or(RouteError::BadPath("path must start with '/'"))?;
     if rest == "healthz" {
         return Ok(Route::Health);
+    }
+    if rest == "readyz" {
+        return Ok(Route::Ready);
     }
     // Single-segment paths are never assets (an asset URL has at least two segments).
     if rest == "metrics" {

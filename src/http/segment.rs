@@ -173,7 +173,12 @@ where
     };
     match &app.segments {
         None => work.await,
-        Some(cache) => cache.try_get_with(key, work).await.map_err(|e: Arc<ServeError>| clone_error(&e)),
+        Some(cache) => {
+            let m = &app.metrics.requests;
+            let counter = if cache.contains_key(&key) { &m.cache_hits } else { &m.cache_misses };
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            cache.try_get_with(key, work).await.map_err(|e: Arc<ServeError>| clone_error(&e))
+        }
     }
 }
 

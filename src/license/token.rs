@@ -102,6 +102,11 @@ impl Verifier {
             return Err(Denied::Unauthorized("no_verification_keys"));
         }
         let usable = |k: &&VerifyKey| k.algorithms.contains(&header.alg);
+        // Set when, with a JWKS configured, the token's kid names no key we know: if the
+        // configuration file's keys (which carry no id) do not verify it either, the answer is
+        // `unknown_key` (README), not `bad_signature`. Without a JWKS no key has an id, so a
+        // kid means nothing and a failed signature stays `bad_signature`.
+        let mut kid_unknown = false;
         let candidates: Vec<&VerifyKey> = match &header.kid {
             Some(kid) => {
                 let named: Vec<&VerifyKey> = all.iter().copied().filter(|k| k.kid.as_deref() == Some(kid)).collect();
@@ -113,6 +118,7 @@ impl Verifier {
                     if unkeyed.is_empty() {
                         return Err(Denied::Unauthorized("unknown_key"));
                     }
+                    kid_unknown = self.jwks.is_some();
                     unkeyed
                 } else {
                     named.into_iter().filter(usable).collect()
@@ -176,6 +182,9 @@ impl Verifier {
                     }
                 }
             }
+        }
+        if kid_unknown && last.reason() == "bad_signature" {
+            return Err(Denied::Unauthorized("unknown_key"));
         }
         Err(last)
     }

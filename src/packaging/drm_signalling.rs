@@ -36,9 +36,21 @@ fn playready_parts(prot: &Protection, key: &ContentKey) -> Option<(Vec<u8>, Stri
     }
 }
 
-/// `pssh` boxes for the init segment, besides the W3C common one, for the systems signalled.
+/// `pssh` boxes for an init segment whose track is under `key`: the W3C common one, then one per
+/// signalled system.
+///
+/// The common box names `key`'s KID first, then every other KID of the variant. A player that
+/// cannot tell which playlist key an `encrypted` event belongs to (hls.js with ClearKey sends
+/// every event to its first key) still asks for all of them in its first license request, so an
+/// audio track with its own KID plays too; a license answers only the KIDs the token entitles to.
 pub fn init_pssh(prot: &Protection, key: &ContentKey) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
+    let mut kids = vec![key.kid];
+    for k in prot.keys.values() {
+        if !kids.contains(&k.kid) {
+            kids.push(k.kid);
+        }
+    }
+    let mut out = vec![crate::drm::pssh::common(&kids)];
     for s in &prot.systems {
         match s {
             System::Widevine => out.push(widevine_box(prot, &key.kid)),

@@ -24,6 +24,12 @@ pub fn master(asset: &Asset, prot: &Protection) -> String {
             super::drm_signalling::hls_keys(&mut x, "EXT-X-SESSION-KEY", prot, k);
         }
     }
+    // AES-128 too (RFC 8216bis §4.4.6.5): METHOD and (absent, i.e. identity) KEYFORMAT match the
+    // media playlists' EXT-X-KEY of the same URI. No IV: each segment's explicit IV is in its
+    // media playlist, and a session key only lets the player fetch the key early.
+    if let (Variant::Aes128, Some(k)) = (variant, &prot.envelope) {
+        let _ = writeln!(x, "#EXT-X-SESSION-KEY:METHOD=AES-128,URI=\"{}\"", prot.key_uri(&k.kid));
+    }
     let videos: Vec<&Rendition> = by_kind(asset, TrackKind::Video);
     let audios: Vec<&Rendition> = by_kind(asset, TrackKind::Audio);
     // One audio group per codec: a variant lists the codecs its group may play.

@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use crate::codec::{self, NalContext};
 use crate::crypto::{self, cbcs, cenc, iv, Key, KeyId, Subsample};
-use crate::drm::{pssh, Variant};
+use crate::drm::Variant;
 use crate::index::{ReadAt, TrackIndex, TrackKind};
 use crate::mp4::codes::*;
 use crate::mp4::reader::{self, Reader};
@@ -175,23 +175,20 @@ fn write_sinf(
     });
 }
 
-/// Protected init segment: protected `stsd` plus a W3C common `pssh` naming the key id.
+/// Protected init segment: protected `stsd` plus the `pssh` boxes of the signalled systems
+/// (`psshs`, from `drm_signalling::init_pssh`: the W3C common one first).
 pub fn init_segment(
     mvhd: &[u8],
     track: &TrackIndex,
     variant: Variant,
     sk: &StreamKey<'_>,
     clear_lead: bool,
-    extra_pssh: &[Vec<u8>],
+    psshs: &[Vec<u8>],
 ) -> Result<Vec<u8>, ProtectError> {
     check(track, variant)?;
     let civ = (variant == Variant::Cbcs).then(|| iv::cbcs_constant_iv(sk.key, &sk.stream_id));
     let stsd = protected_stsd(track, variant, &sk.kid, civ.as_ref(), clear_lead)?;
-    let mut psshs = pssh::common(&[sk.kid]);
-    for p in extra_pssh {
-        psshs.extend_from_slice(p);
-    }
-    Ok(fmp4::init_segment_with(mvhd, track, &stsd, &psshs))
+    Ok(fmp4::init_segment_with(mvhd, track, &stsd, &psshs.concat()))
 }
 
 /// Reads the bytes of `samples` (in order) with positioned reads.

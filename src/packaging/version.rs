@@ -71,6 +71,10 @@ pub fn of(r: &Rendition, prot: &Protection) -> Version {
     field(&mut h, &(prot.clear_lead as u64).to_be_bytes());
     field(&mut h, &key.kid.0);
     field(&mut h, key.key.bytes());
+    // The common pssh of every init segment names all the variant's KIDs.
+    for k in prot.keys.values() {
+        field(&mut h, &k.kid.0);
+    }
     for s in &prot.systems {
         field(&mut h, format!("{s:?}").as_bytes());
     }

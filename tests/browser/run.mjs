@@ -106,6 +106,12 @@ for (const asset of ['multi', 'progressive']) {
   CASES.push({ name: `hls-aes128-hlsjs-${asset}`, player: 'hlsjs', asset, manifest: 'master.aes128.m3u8', variant: 'aes128', keys: 'origin' });
   CASES.push({ name: `hls-aes128-shaka-${asset}`, player: 'shaka', asset, manifest: 'master.aes128.m3u8', variant: 'aes128', keys: 'origin' });
 }
+// The README's hls.js recipe exactly as written: stock hls.js (no generateRequest hook), the
+// origin's own /.drm/clearkey as licenseUrl, master.cbcs.m3u8?keyformat=clearkey, audio under its
+// own KID. It stalled at t=0 before the init segments' common pssh named every KID (issue 13.5a).
+for (const asset of ['multi', 'progressive']) {
+  CASES.push({ name: `hls-cbcs-hlsjs-${asset}-readme`, player: 'hlsjs', asset, manifest: 'master.cbcs.m3u8?keyformat=clearkey', variant: 'cbcs', keys: 'origin-license', stock: true });
+}
 // HLS cenc (METHOD=SAMPLE-AES-CTR, non-RFC but read by both players): one asset is enough.
 CASES.push({ name: 'hls-cenc-hlsjs-multi', player: 'hlsjs', asset: 'multi', manifest: 'master.cenc.m3u8', variant: 'cenc', keys: 'license' });
 CASES.push({ name: 'hls-cenc-shaka-multi', player: 'shaka', asset: 'multi', manifest: 'master.cenc.m3u8', variant: 'cenc', keys: 'origin' });
@@ -365,12 +371,15 @@ async function runCase(browser, pageBase, origin, c, drmKeys) {
   const src = `${originUrl}/${c.asset}/${c.manifest}` +
     (c.manifestToken && origin.tokens[c.manifestToken] ? `?token=${encodeURIComponent(origin.tokens[c.manifestToken])}` : '');
   let url = `${pageBase}/player.html?player=${c.player}&src=${encodeURIComponent(src)}`;
+  if (c.stock) url += '&stock=1';
   if (c.keys === 'direct') {
     const k = { [drmKeys.video.kid]: c.wrongVideoKey ? wrongKey(drmKeys.video.key) : drmKeys.video.key };
     k[drmKeys.audio.kid] = drmKeys.audio.key;
     url += `&keys=${encodeURIComponent(JSON.stringify(k))}`;
   } else if (c.keys === 'license') {
     url += `&license=${encodeURIComponent(`${pageBase}/license?case=${c.name}`)}`;
+  } else if (c.keys === 'origin-license') {
+    url += `&license=${encodeURIComponent(`${originUrl}/.drm/clearkey`)}`;
   } else if (c.keys === 'token') {
     url += `&license=${encodeURIComponent(`${originUrl}/.drm/clearkey`)}`;
     if (!(c.token in origin.tokens)) throw new Error(`unknown token ${c.token}`);
@@ -489,7 +498,7 @@ function checkProtection(c, snap, fetched, licenses, keys, originLicenses = []) 
       if (c.keys === 'license' && !licenses.some((l) => l.answered.includes(kid))) {
         return `no ClearKey license request asked for the ${role} KID ${kid} (requests: ${JSON.stringify(licenses)})`;
       }
-      if (c.keys === 'token' && !originLicenses.some((l) => l.status === 200 && l.kids.includes(kid))) {
+      if ((c.keys === 'token' || c.keys === 'origin-license') && !originLicenses.some((l) => l.status === 200 && l.kids.includes(kid))) {
         return `no license request to the origin's /.drm/clearkey for the ${role} KID ${kid} was answered 200 ` +
           `(requests: ${JSON.stringify(originLicenses)})`;
       }

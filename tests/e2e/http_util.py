@@ -136,6 +136,23 @@ def _dechunk(data):
         pos += size + 2
 
 
+def raw_request(base_url, request: bytes, timeout=10.0):
+    """Send `request` byte for byte (duplicate or missing headers included) and return
+    (status, head bytes, rest) of the answer, read to EOF (send `Connection: close`)."""
+    host, port = host_port(base_url)
+    data = bytearray()
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.sendall(request)
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, rest = bytes(data).partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/") else None
+    return status, head, rest
+
+
 def raw_http(base_url, target, method="GET", headers=None, timeout=10.0):
     """Send one request with `Connection: close` and read the whole answer to EOF.
 

@@ -139,8 +139,10 @@ def guid_le(kid):
     return kid[3::-1] + kid[5:3:-1] + kid[7:5:-1] + kid[8:]
 
 
-def check_document(path, asset, expected_keys=None):
-    """Every problem a packager reading this CPIX document would hit, as a list of strings."""
+def check_document(path, asset, expected_keys=None, served=None):
+    """Every problem a packager reading this CPIX document would hit, as a list of strings.
+    `served`: {scheme: (over DASH, over HLS)} of the policy (default: POLICY's)."""
+    served = served or {"cenc": (True, False), "cbcs": (True, True)}
     problems = []
     root = ET.parse(path).getroot()
     if root.tag != CPIX + "CPIX" or root.get("version") != "2.3" or root.get("contentId") != asset:
@@ -174,9 +176,10 @@ def check_document(path, asset, expected_keys=None):
     for kid, (_, scheme) in keys.items():
         if kid not in classes:
             problems.append(f"ContentKey {kid} has no usage rule")
-        want = None if classes.get(kid) == "ENVELOPE" else ("cenc", "cbcs")
-        if (scheme is None and want is not None) or (scheme is not None and (want is None or scheme not in want)):
-            problems.append(f"ContentKey {kid} ({classes.get(kid)}): commonEncryptionScheme={scheme}")
+        # One scheme served: it is named; both: left out (CPIX: any), the key protects both.
+        want = None if classes.get(kid) == "ENVELOPE" or len(served) > 1 else next(iter(served))
+        if scheme != want:
+            problems.append(f"ContentKey {kid} ({classes.get(kid)}): commonEncryptionScheme={scheme}, want {want}")
 
     if expected_keys is not None:
         for cls, (kid, key) in expected_keys.items():
@@ -194,15 +197,21 @@ def check_document(path, asset, expected_keys=None):
     seen = set()
     for ds in root.iterfind(f"{CPIX}DRMSystemList/{CPIX}DRMSystem"):
         kid, system = ds.get("kid"), ds.get("systemId")
-        what = f"DRMSystem {system} kid {kid}"
+        what = f"DRMSystem {system} kid {kid} {ds.get('name') or ''}".strip()
         if kid not in keys:
             problems.append(f"{what}: no such ContentKey")
             continue
         if classes.get(kid) == "ENVELOPE":
             problems.append(f"{what}: DRM signalling for the HLS AES-128 key")
-        if (kid, system) in seen:
+        # Which scheme this DRMSystem signals: the key's, or (several served) its name's.
+        ds_scheme = keys[kid][1] or (ds.get("name") or "").rpartition(" ")[2]
+        if ds_scheme not in served:
+            problems.append(f"{what}: signals scheme {ds_scheme!r}, the policy serves {sorted(served)}")
+            continue
+        over_dash, over_hls = served[ds_scheme]
+        if (kid, system, ds_scheme) in seen:
             problems.append(f"{what}: twice")
-        seen.add((kid, system))
+        seen.add((kid, system, ds_scheme))
         kid_bytes = bytes.fromhex(kid.replace("-", ""))
         pssh_el = ds.find(f"{CPIX}PSSH")
         if system in (CLEARKEY, WIDEVINE, PLAYREADY):
@@ -219,27 +228,42 @@ def check_document(path, asset, expected_keys=None):
                     if sys_id.hex() != PLAYREADY.replace("-", "") or want not in header or "<LA_URL>" not in header:
                         problems.append(f"{what}: PlayReady header without the GUID-LE KID or LA_URL: {header[:200]}")
             cpd = ds.find(f"{CPIX}ContentProtectionData")
-            fragment = b64(cpd.text if cpd is not None else "", f"{what} ContentProtectionData", problems).decode()
+            if not over_dash:
+                if cpd is not None:
+                    problems.append(f"{what}: ContentProtectionData for a scheme not served over DASH")
+                cpd = None
+            fragment = b64(cpd.text if cpd is not None else "", f"{what} ContentProtectionData", problems).decode() \
+                if over_dash else "<x/>"
             try:
                 cp = ET.fromstring(f'<ContentProtection xmlns="urn:mpeg:dash:schema:mpd:2011">{fragment}</ContentProtection>')
-                if pssh_el is not None and [p.text for p in cp.iter(CENC + "pssh")] != [pssh_el.text]:
+                if over_dash and pssh_el is not None and [p.text for p in cp.iter(CENC + "pssh")] != [pssh_el.text]:
                     problems.append(f"{what}: ContentProtectionData's cenc:pssh differs from PSSH")
             except ET.ParseError as e:
                 problems.append(f"{what}: ContentProtectionData is not a standalone XML fragment ({e}): {fragment[:200]}")
         elif system == FAIRPLAY:
-            if pssh_el is not None or keys[kid][1] != "cbcs":
-                problems.append(f"{what}: FairPlay with a PSSH or for a non-cbcs key")
+            if pssh_el is not None or ds_scheme != "cbcs" or not over_hls:
+                problems.append(f"{what}: FairPlay with a PSSH, or not for cbcs over HLS")
         else:
             problems.append(f"{what}: unexpected system")
         playlists = {}
         for h in ds.iterfind(f"{CPIX}HLSSignalingData"):
             playlists[h.get("playlist")] = b64(h.text, f"{what} HLSSignalingData", problems).decode()
-        want_tag = {"media": "#EXT-X-KEY:", "master": "#EXT-X-SESSION-KEY:"}
+        want_tag = {"media": "#EXT-X-KEY:", "master": "#EXT-X-SESSION-KEY:"} if over_hls else {}
         if set(playlists) != set(want_tag):
             problems.append(f"{what}: HLSSignalingData for {sorted(playlists, key=str)}")
         for pl, line in playlists.items():
             if pl in want_tag and (not line.startswith(want_tag[pl]) or "\n" in line.strip() or "METHOD=SAMPLE-AES" not in line):
                 problems.append(f"{what}: {pl} playlist line {line[:120]!r}")
+    # Every key, every system the policy names, under every scheme it applies to.
+    systems = {"clearkey": CLEARKEY, "widevine": WIDEVINE, "playready": PLAYREADY, "fairplay": FAIRPLAY}
+    for kid in keys:
+        if classes.get(kid) == "ENVELOPE":
+            continue
+        for scheme, (_, over_hls) in served.items():
+            for name, sid in systems.items():
+                applies = name != "fairplay" or (scheme == "cbcs" and over_hls)
+                if applies and (kid, sid, scheme) not in seen:
+                    problems.append(f"ContentKey {kid}: no {name} DRMSystem for {scheme}")
     return problems
 
 
@@ -261,10 +285,31 @@ def test_export_validates_against_the_cpix_2_3_schema(tmp_path, xsd, name):
     assert again.read_bytes() == doc.read_bytes(), "stdout export differs from the -o export"
 
 
+@pytest.mark.parametrize("dash", [["cenc", "cbcs"], ["cbcs", "cenc"], ["cenc"]])
+def test_export_carries_every_scheme_the_policy_serves(tmp_path, xsd, dash):
+    """Issue 13.2: with dash = ["cenc","cbcs"] and hls = ["cbcs"], the export used to keep the
+    first scheme only (no FairPlay, cenc only). Every scheme served must be there, each with the
+    systems that apply (FairPlay: cbcs over HLS), whatever the order of the lists."""
+    text = named_config().replace('dash = ["cenc", "cbcs"]', f"dash = {dash!r}".replace("'", '"')) \
+        .replace('hls = ["cbcs", "aes128"]', 'hls = ["cbcs"]').replace(", envelope = \"k_envelope\"", "")
+    doc, _ = export(tmp_path, "schemes-" + "-".join(dash), text)
+    rc, out = xmllint(xsd / "cpix-2.3.xsd", doc)
+    assert rc == 0 and out.endswith("validates"), out
+    served = {s: (s in dash, s == "cbcs") for s in ("cenc", "cbcs") if s in dash or s == "cbcs"}
+    keys = {c: v for c, v in KEYS.items() if c != "envelope"}
+    problems = check_document(doc, "multi", keys, served)
+    assert not problems, "\n".join(problems) + "\n" + doc.read_text()[:3000]
+    root = ET.parse(doc).getroot()
+    fairplay = [d for d in root.iter(CPIX + "DRMSystem") if d.get("systemId") == FAIRPLAY]
+    exported = list(root.iter(CPIX + "ContentKey"))
+    assert len(exported) == 2 and len(fairplay) == 2, f"{len(fairplay)} FairPlay DRMSystems for {len(exported)} keys"
+
+
 def test_the_schema_bites(tmp_path, xsd):
     """The validator is not a rubber stamp: CPIX 2.2 (pycpix's schema as shipped) refuses the
     2.3 attribute `commonEncryptionScheme`, and the 2.3 schema refuses a KID that is no UUID."""
-    doc, _ = export(tmp_path, "named", named_config())
+    # One scheme served: every key names it (with both, the attribute is left out: any scheme).
+    doc, _ = export(tmp_path, "named", named_config().replace('dash = ["cenc", "cbcs"]', 'dash = ["cbcs"]'))
     rc, out = xmllint(xsd / "cpix-2.2.xsd", doc)
     assert rc != 0 and "commonEncryptionScheme" in out, out
     broken = tmp_path / "broken.xml"

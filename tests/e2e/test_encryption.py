@@ -496,6 +496,28 @@ def test_hls_aes128_segments_decrypt_with_openssl(enc, work, asset):
     report(problems)
 
 
+def test_hls_aes128_master_carries_a_session_key(enc):
+    """Issue 13.4: the AES-128 multivariant playlist names its key in EXT-X-SESSION-KEY (as the
+    cbcs one does), with the METHOD, URI and (identity) KEYFORMAT of the media playlists' EXT-X-KEY
+    (RFC 8216bis §4.4.6.5), and no IV (every segment has its own, in its media playlist)."""
+    import m3u8
+    status, _, body = enc.get("/multi/master.aes128.m3u8")
+    assert status == 200
+    master = m3u8.loads(body.decode(), uri=enc.url("/multi/master.aes128.m3u8"))
+    session = [k for k in master.session_keys if k is not None]
+    assert len(session) == 1, f"{len(session)} EXT-X-SESSION-KEY lines: {body.decode()[:500]}"
+    sk = session[0]
+    assert sk.method == "AES-128" and sk.iv is None and sk.keyformat in (None, "identity"), vars(sk)
+    assert sk.uri == f"/.drm/key/{ENV[0]}", sk.uri
+    media_uris = set()
+    for pl in master.playlists:
+        st, _, text = enc.get(urljoin("/multi/", pl.uri))
+        assert st == 200
+        media_uris |= {k.uri for k in m3u8.loads(text.decode()).keys if k is not None and k.method == "AES-128"}
+    assert media_uris == {sk.uri}, f"media playlists use {media_uris}, the session key {sk.uri}"
+    assert enc.get(sk.uri)[2] == bytes.fromhex(ENV[1]), "the session key URI does not deliver the envelope key"
+
+
 def test_key_delivery_open(enc):
     for kid, key in (ENV, VID, AUD):
         status, headers, body = enc.get(f"/.drm/key/{kid}")

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from http_util import (
+    raw_request,
     with_version,
     copy_sample,
     discover,
@@ -586,3 +587,41 @@ def test_nested_asset_ids(make_origin, tmp_path):
     for p in ["/kids/manifest.mpd", "/cartoon/manifest.mpd", "/a/b/manifest.mpd", "/b/c/manifest.mpd",
               "/a/b/c/x/manifest.mpd"]:
         assert raw_http(o.base_url, p).status == 404, p
+
+
+def test_host_header_rules(origin, cat):
+    """Issue 13.3 (RFC 9112 §3.2): an HTTP/1.1 request without Host, or any request with two Host
+    lines or an invalid one, is a 400; one Host (and HTTP/1.0 without one) is served."""
+    target = cat["mpd"].encode()
+    host = origin.base_url.split("//", 1)[1].encode()
+    cases = {
+        b"GET %s HTTP/1.1\r\nConnection: close\r\n\r\n": 400,
+        b"GET %s HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n": 400,
+        b"GET %s HTTP/1.1\r\nHost: " + host + b"\r\nHost: " + host + b"\r\nConnection: close\r\n\r\n": 400,
+        b"GET %s HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n": 400,
+        b"GET %s HTTP/1.1\r\nHost: user@evil\r\nConnection: close\r\n\r\n": 400,
+        b"GET %s HTTP/1.1\r\nHost: a b\r\nConnection: close\r\n\r\n": 400,
+        b"GET %s HTTP/1.1\r\nHost: " + host + b"\r\nConnection: close\r\n\r\n": 200,
+        b"GET %s HTTP/1.0\r\n\r\n": 200,
+    }
+    for template, want in cases.items():
+        req = template.replace(b"%s", target, 1)
+        status, head, _ = raw_request(origin.base_url, req)
+        assert status == want, f"{req!r} -> {status}, want {want}: {head[:200]!r}"
+    assert origin.alive()
+
+
+def test_if_none_match_over_several_lines_is_one_list(origin, cat):
+    """Issue 13.3: two If-None-Match lines, one of which matches, are one list: 304."""
+    path = cat["video"].media[0]
+    status, headers, _ = fetch(origin.base_url, path)
+    etag = headers["ETag"]
+    assert status == 200 and etag
+    host = origin.base_url.split("//", 1)[1]
+    for lines in ([f'"nope"', etag], [etag, '"nope"'], ['"a", "b"', f'W/{etag}']):
+        req = f"GET {path} HTTP/1.1\r\nHost: {host}\r\n" + "".join(f"If-None-Match: {v}\r\n" for v in lines) \
+            + "Connection: close\r\n\r\n"
+        status, head, body = raw_request(origin.base_url, req.encode())
+        assert status == 304 and body == b"", f"If-None-Match lines {lines} -> {status}"
+    req = f'GET {path} HTTP/1.1\r\nHost: {host}\r\nIf-None-Match: "x"\r\nIf-None-Match: "y"\r\nConnection: close\r\n\r\n'
+    assert raw_request(origin.base_url, req.encode())[0] == 200

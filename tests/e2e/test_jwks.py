@@ -246,8 +246,41 @@ def test_unknown_kid_triggers_one_rate_limited_refresh(work, assets, pairs):
         # Unknown kids right after: refused, and no fetch (rate limit).
         fetched = idp.hits["jwks"]
         for i in range(20):
-            assert lic(o, token(pairs["x"], f"nobody-{i}")) == (401, "bad_signature")  # tried against y
+            # Tried against y (the file's key, which has no id) and failed: the kid names no
+            # key we know, so the reason is the README's unknown_key (issue 13.5b).
+            assert lic(o, token(pairs["x"], f"nobody-{i}")) == (401, "unknown_key")
         assert idp.hits["jwks"] == fetched, "unknown kids made the server fetch the JWKS in a loop"
+    finally:
+        o.stop()
+        idp.down()
+
+
+@pytest.mark.parametrize("sources", ["jwks", "jwks+public_keys", "jwks+hmac", "jwks+public_keys+hmac"])
+def test_reasons_match_the_readme_with_every_key_source(work, assets, pairs, sources):
+    """Issue 13.5b: a token whose kid left the JWKS is `unknown_key` whatever else is configured
+    (it was `bad_signature` with public_keys beside the JWKS); a published kid with a foreign
+    signature is `bad_signature`; the file's own keys keep verifying their tokens."""
+    idp = IdP()
+    idp.publish(("key-a", pairs["a"]), ("key-b", pairs["b"]))
+    extra = ""
+    if "public_keys" in sources:
+        extra += f'public_keys = ["{pairs["y"].write(work / f"src-{sources}-y.pem")}"]\n'
+    if "hmac" in sources:
+        extra += f'hmac_secret = "{lu.HMAC_SECRET_B64}"\n'
+    o = start(work, assets, idp.discovery_url, f"sources-{sources}", extra)
+    try:
+        ta = token(pairs["a"], "key-a")
+        assert lic(o, ta)[0] == 200
+        idp.publish(("key-b", pairs["b"]))
+        wait_until("key-a left the JWKS", lambda: lic(o, ta)[0] == 401)
+        assert lic(o, ta) == (401, "unknown_key"), sources
+        assert lic(o, token(pairs["x"], "never-published")) == (401, "unknown_key"), sources
+        assert lic(o, token(pairs["x"], "key-b")) == (401, "bad_signature"), sources
+        assert lic(o, token(pairs["b"], "key-b"))[0] == 200
+        if "public_keys" in sources:
+            assert lic(o, token(pairs["y"], None))[0] == 200
+        if "hmac" in sources:
+            assert lic(o, lu.hs256(lu.claims()))[0] == 200
     finally:
         o.stop()
         idp.down()

@@ -30,7 +30,7 @@ def test_missing_library_and_disabled_page(make_origin, tmp_path):
     st, _, body = o.get("/.player/shaka-player.js")
     assert st == 404 and b"/nonexistent" not in body
     log = o.log()
-    assert "/nonexistent/shaka.js" in log and "npm ci --prefix tests/browser" in log, log[-2000:]
+    assert "/nonexistent/shaka.js" in log and "npm ci --prefix player" in log, log[-2000:]
     assert o.get("/multi/manifest.mpd")[0] == 200
 
     cfg = tmp_path / "off.toml"

@@ -23,13 +23,18 @@ use super::{
 use crate::drm::pssh::{self, Scheme};
 use crate::drm::{b64, playready, widevine, System};
 
-/// A CPIX 2.3 document for `content_id` holding `keys`, with DRM signalling for `systems`
-/// (see the module docs). `scheme` is the `commonEncryptionScheme` of keys that name none;
-/// `license_urls` go where each system carries one (PlayReady `LA_URL`, `dashif:Laurl` for
-/// Widevine and ClearKey, the FairPlay `skd://` URI as in our playlists).
-///
-/// Fails on more than [`MAX_KEYS`] keys or duplicate KIDs (so that [`import()`](super::import())
-/// reads every export back), text XML cannot carry, and PlayReady headers that cannot be built.
+/// How a policy serves one CENC scheme: over DASH, over HLS, or both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SchemeUse {
+    /// The scheme.
+    pub scheme: Scheme,
+    /// Offered in DASH manifests (ContentProtectionData is written).
+    pub dash: bool,
+    /// Offered in HLS playlists (HLSSignalingData is written; FairPlay applies).
+    pub hls: bool,
+}
+
+/// [`export_schemes`] for one scheme used over both protocols.
 pub fn export(
     content_id: &str,
     keys: &[CpixKey],
@@ -37,6 +42,31 @@ pub fn export(
     scheme: Scheme,
     license_urls: &BTreeMap<System, String>,
 ) -> Result<String, CpixError> {
+    export_schemes(content_id, keys, systems, &[SchemeUse { scheme, dash: true, hls: true }], license_urls)
+}
+
+/// A CPIX 2.3 document for `content_id` holding `keys`, with DRM signalling for `systems` under
+/// every scheme of `uses` (see the module docs). One `DRMSystem` per key, system and scheme the
+/// system applies to (FairPlay: cbcs over HLS only), named `"{system} {scheme}"` when there are
+/// several schemes, since a `DRMSystem` carries no scheme of its own. A key's
+/// `commonEncryptionScheme` is its own, else the one scheme of `uses`, else left out (CPIX: any
+/// scheme), since the same key protects both the cenc and the cbcs variant;
+/// `license_urls` go where each system carries one (PlayReady `LA_URL`, `dashif:Laurl` for
+/// Widevine and ClearKey, the FairPlay `skd://` URI as in our playlists).
+///
+/// Fails on more than [`MAX_KEYS`] keys or duplicate KIDs (so that [`import()`](super::import())
+/// reads every export back), text XML cannot carry, and PlayReady headers that cannot be built.
+pub fn export_schemes(
+    content_id: &str,
+    keys: &[CpixKey],
+    systems: &[System],
+    uses: &[SchemeUse],
+    license_urls: &BTreeMap<System, String>,
+) -> Result<String, CpixError> {
+    let single = match uses {
+        [only] => Some(only.scheme),
+        _ => None,
+    };
     if keys.len() > MAX_KEYS {
         return Err(CpixError::TooManyKeys);
     }
@@ -76,9 +106,9 @@ pub fn export(
         x.push_str("    <cpix:ContentKey kid=\"");
         x.push_str(&k.kid.uuid());
         x.push('"');
-        if k.class != KeyClass::Envelope {
+        if let (true, Some(scheme)) = (k.class != KeyClass::Envelope, k.scheme.or(single)) {
             x.push_str(" commonEncryptionScheme=\"");
-            x.push_str(scheme_name(k.scheme.unwrap_or(scheme)));
+            x.push_str(scheme_name(scheme));
             x.push('"');
         }
         if let Some(iv) = &k.explicit_iv {
@@ -95,8 +125,24 @@ pub fn export(
 
     let mut drm = String::new();
     for k in keys.iter().filter(|k| k.class != KeyClass::Envelope) {
-        for system in &systems_once {
-            drm_system(&mut drm, k, *system, k.scheme.unwrap_or(scheme), license_urls)?;
+        // A key that names its scheme is signalled under that one only.
+        let own;
+        let uses_of_key: &[SchemeUse] = match k.scheme {
+            Some(scheme) => {
+                own = [uses.iter().find(|u| u.scheme == scheme).copied().unwrap_or(SchemeUse {
+                    scheme,
+                    dash: true,
+                    hls: true,
+                })];
+                &own
+            }
+            None => uses,
+        };
+        for u in uses_of_key {
+            for system in &systems_once {
+                let name = (uses.len() > 1).then(|| format!("{} {}", system_name(*system), scheme_name(u.scheme)));
+                drm_system(&mut drm, k, *system, *u, name.as_deref(), license_urls)?;
+            }
         }
     }
     if !drm.is_empty() {
@@ -155,13 +201,24 @@ fn hls_pair(attributes: &str) -> (Option<String>, Option<String>) {
     (Some(format!("#EXT-X-KEY:{attributes}")), Some(format!("#EXT-X-SESSION-KEY:{attributes}")))
 }
 
+fn system_name(s: System) -> &'static str {
+    match s {
+        System::ClearKey => "ClearKey",
+        System::Widevine => "Widevine",
+        System::PlayReady => "PlayReady",
+        System::FairPlay => "FairPlay",
+    }
+}
+
 fn drm_system(
     x: &mut String,
     k: &CpixKey,
     system: System,
-    scheme: Scheme,
+    using: SchemeUse,
+    name: Option<&str>,
     license_urls: &BTreeMap<System, String>,
 ) -> Result<(), CpixError> {
+    let scheme = using.scheme;
     let url = license_urls.get(&system).map(String::as_str);
     let method = match scheme {
         Scheme::Cenc => "SAMPLE-AES-CTR",
@@ -221,7 +278,7 @@ fn drm_system(
             s.content_protection = Some(cpd);
         }
         // FairPlay: cbcs only, HLS only; the skd:// URI names the key (as in our playlists).
-        System::FairPlay if scheme == Scheme::Cbcs => {
+        System::FairPlay if scheme == Scheme::Cbcs && using.hls => {
             let uri = match url {
                 Some(u) if u.contains("{kid}") => u.replace("{kid}", &kid_hex),
                 Some(u) => format!("{}/{kid_hex}", u.trim_end_matches('/')),
@@ -240,17 +297,24 @@ fn drm_system(
     x.push_str(&k.kid.uuid());
     x.push_str("\" systemId=\"");
     x.push_str(system_id(system));
-    x.push_str("\">\n");
+    x.push('"');
+    if let Some(n) = name {
+        x.push_str(" name=\"");
+        escape_into(x, n, "DRMSystem@name")?;
+        x.push('"');
+    }
+    x.push_str(">\n");
     if let Some(b) = &s.pssh {
         element(x, "PSSH", "", &b64::encode(b));
     }
-    if let Some(c) = &s.content_protection {
+    // DASH signalling where the scheme is offered over DASH, HLS lines where over HLS.
+    if let (true, Some(c)) = (using.dash, &s.content_protection) {
         element(x, "ContentProtectionData", "", &b64::encode(c.as_bytes()));
     }
-    if let Some(l) = &s.hls_media {
+    if let (true, Some(l)) = (using.hls, &s.hls_media) {
         element(x, "HLSSignalingData", " playlist=\"media\"", &b64::encode(l.as_bytes()));
     }
-    if let Some(l) = &s.hls_master {
+    if let (true, Some(l)) = (using.hls, &s.hls_master) {
         element(x, "HLSSignalingData", " playlist=\"master\"", &b64::encode(l.as_bytes()));
     }
     x.push_str("    </cpix:DRMSystem>\n");
