@@ -15,8 +15,9 @@ use super::{
 };
 use crate::license::device::{unix_now, DeviceError};
 
-/// Migrations, in order.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../../../migrations/postgres/0001_devices.sql"))];
+/// Migrations, in order, by the name recorded once applied (the file name).
+const MIGRATIONS: &[(&str, &str)] =
+    &[("0001_devices", include_str!("../../../../migrations/postgres/0001_devices.sql"))];
 
 /// Advisory lock id held while migrating (any constant shared by every node).
 const MIGRATION_LOCK: i64 = 0x6472_6d2d_6465_7601;
@@ -94,26 +95,37 @@ impl PostgresRegistry {
     }
 }
 
+/// Applies the registry's pending migrations under an advisory lock (nodes starting together
+/// run each once). Applied names go to `drm_origin_migrations`, the table the shared key store
+/// (`crate::db`) keeps its own in, so one database can hold both stores with one history.
 async fn migrate(c: &mut Client) -> Result<(), DeviceError> {
+    c.batch_execute(
+        "CREATE TABLE IF NOT EXISTS drm_origin_migrations (name text PRIMARY KEY, \
+         applied_at timestamptz NOT NULL DEFAULT now())",
+    )
+    .await
+    .or_else(|e| {
+        // Another node (or the key store) creating the table at the same moment.
+        if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
+            Ok(())
+        } else {
+            Err(unavailable(e))
+        }
+    })?;
     c.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await.map_err(unavailable)?;
     let result = async {
         let tx = c.transaction().await.map_err(unavailable)?;
-        tx.batch_execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied BIGINT NOT NULL)",
-        )
-        .await
-        .map_err(unavailable)?;
-        for (version, sql) in MIGRATIONS {
+        for (name, sql) in MIGRATIONS {
             let done = tx
-                .query_opt("SELECT version FROM schema_migrations WHERE version = $1", &[version])
+                .query_opt("SELECT 1 FROM drm_origin_migrations WHERE name = $1", &[name])
                 .await
                 .map_err(unavailable)?;
             if done.is_none() {
                 tx.batch_execute(sql).await.map_err(unavailable)?;
-                tx.execute("INSERT INTO schema_migrations (version, applied) VALUES ($1, $2)", &[version, &unix_now()])
+                tx.execute("INSERT INTO drm_origin_migrations (name) VALUES ($1)", &[name])
                     .await
                     .map_err(unavailable)?;
-                tracing::info!(version, "device registry: migration applied");
+                tracing::info!(migration = *name, "device registry: migration applied");
             }
         }
         tx.commit().await.map_err(unavailable)
