@@ -128,6 +128,7 @@ where
         return license::clearkey_post(app, req, body).await;
     }
     if let Route::Device(endpoint) = route {
+        fields.kind = Kind::Device;
         fields.segment = "device".into();
         return device::post(app, req, body, endpoint).await;
     }
@@ -158,7 +159,10 @@ where
             return license::raw_key(app, req, &kid).await;
         }
         Route::ClearKeyLicense | Route::Device(_) => return Err(ServeError::Method),
-        Route::DeviceKeys => return device::keys(app, req),
+        Route::DeviceKeys => {
+            fields.kind = Kind::Device;
+            return device::keys(app, req);
+        }
         Route::Player { asset: id } => {
             fields.kind = Kind::Player;
             fields.asset = id.clone();
