@@ -26,16 +26,22 @@ JWE_ALGS = ["ECDH-ES+A256KW", "A256GCM"]
 REQUEST_TYP = "drm-origin/device-request+jws"
 
 
-def config_text(tmp, registry, licenses_dir, extra_devices="", extra=""):
+AUTO_KEYS = '{ video = "auto", audio = "auto", envelope = "auto" }'
+
+
+def config_text(tmp, registry, licenses_dir, extra_devices="", extra="", keystore=None, keys=AUTO_KEYS, key_defs=""):
     """An origin configuration with device licensing on: auto keys per asset (so each asset has
     its own KIDs), every variant, no raw key endpoint (key_delivery none: device licenses are
-    the only way to a key)."""
+    the only way to a key). `keystore`: the [keystore] body (default: a file in `tmp`); `keys`
+    and `key_defs`: the policy's keys and named [keys.*] tables."""
+    keystore = keystore or f'path = "{tmp}/state/keys.json"'
     return f"""
 [storage]
 rescan_interval_ms = 200
 stable_after_ms = 0
 [keystore]
-path = "{tmp}/state/keys.json"
+{keystore}
+{key_defs}
 [auth]
 hmac_secret = "ZHJtLW9yaWdpbiBkZXZpY2UgdGVzdCBzZWNyZXQgKHB1YmxpYyEpISE="
 issuer = "https://idp.test/"
@@ -45,7 +51,7 @@ dash = ["cenc", "cbcs"]
 hls = ["cbcs", "aes128", "cenc"]
 drm_systems = ["clearkey"]
 device_licenses = "direct"
-keys = {{ video = "auto", audio = "auto", envelope = "auto" }}
+keys = {keys}
 [[assets]]
 match = "**"
 policy = "dev"
@@ -243,11 +249,27 @@ def metric(origin, name):
     return total
 
 
+def access_lines(log_text):
+    """The origin's access-log lines (target `access`, one per request)."""
+    return [l for l in log_text.splitlines() if " access: " in l and " path=" in l]
+
+
 def license_requests_in(log_text):
-    """Access-log lines of requests to the origin's license and key endpoints."""
-    return [l for l in log_text.splitlines() if "target: access" in l or " access:" in l
-            if any(p in l for p in ("path=/.drm/license", "path=/.drm/key/", "path=/.drm/clearkey",
-                                     "path=/.drm/device", "path=/.drm/domain"))]
+    """Access-log lines of requests to any of the origin's license, key, device or key-set
+    endpoints (everything under /.drm/)."""
+    return [l for l in access_lines(log_text) if " path=/.drm/" in l]
+
+
+# /metrics series that move when the origin's license side answers anything: device endpoints,
+# ClearKey licenses, raw keys, device licenses issued.
+LICENSE_SERIES = ('origin_request_duration_seconds_count{kind="device"',
+                  'origin_request_duration_seconds_count{kind="license"',
+                  'origin_request_duration_seconds_count{kind="key"',
+                  "origin_license_decisions_total", "origin_device_licenses_total")
+
+
+def license_metrics(origin):
+    return {name: metric(origin, name) for name in LICENSE_SERIES}
 
 
 def copy_tree(src, dst):
@@ -273,27 +295,32 @@ class Stack:
     """One origin (two on PostgreSQL, sharing registry and keys), its license folder served by
     nginx, and helpers to run clients."""
 
-    def __init__(self, tmp, backend, **config_kw):
+    def __init__(self, tmp, backend, assets=ASSETS, **config_kw):
         self.tmp = Path(tmp)
         self.backend = backend
+        self.assets = Path(assets)
         (self.tmp / "state").mkdir(parents=True)
         self.pg = None
         if backend == "postgres":
+            # Scale-out as the README sets it up: one PostgreSQL database holds the registry and
+            # the content keys of both nodes.
             self.pg = Postgres()
             registry = self.pg.url
+            config_kw.setdefault("keystore", f'backend = "postgres"\nurl = "{self.pg.url}"')
         else:
             registry = f"sqlite:{self.tmp}/state/devices.sqlite3"
         self.registry = registry
+        self.config_kw = config_kw
         self.licenses = self.tmp / "licenses"
         self.config = self.tmp / "origin.toml"
         self.config.write_text(config_text(self.tmp, registry, self.licenses, **config_kw))
-        self.origin = Origin(ASSETS, config=self.config)
+        self.origin = Origin(self.assets, config=self.config)
         self.others = []
         if backend == "postgres":
-            # A second node: same registry, same secret and signing key, its own folder.
+            # A second node: same registry, key store, secret and signing key; its own folder.
             self.config_b = self.tmp / "origin-b.toml"
             self.config_b.write_text(config_text(self.tmp, registry, self.tmp / "licenses-b", **config_kw))
-            self.others.append(Origin(ASSETS, config=self.config_b))
+            self.others.append(Origin(self.assets, config=self.config_b))
         self.public = self.licenses / "public"
         self.nginx = Nginx.static(self.public)
         self.jwks = (self.public / "v1" / "keys.json").read_text()

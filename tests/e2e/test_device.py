@@ -9,6 +9,7 @@ and full disks in test_device_faults.py.
 import json
 import shutil
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,7 @@ CASES_SQLITE = [
     ("progressive/manifest.mpd", "audio"),
     ("progressive/manifest.cbcs.mpd", "video"),    # DASH cbcs
     ("progressive/master.m3u8", "video"),          # HLS cbcs (the policy's first HLS variant)
+    ("progressive/master.cenc.m3u8", "video"),     # HLS cenc
     ("progressive/master.aes128.m3u8", "video"),   # HLS AES-128
     ("progressive/master.aes128.m3u8", "audio"),
 ]
@@ -60,18 +62,27 @@ def test_register_generate_static_decrypt(stack):
     assert not problems and n >= 5, problems
 
     mark = len(stack.origin.log())
-    issued = du.metric(stack.origin, "origin_device_licenses_total")
+    before = du.license_metrics(stack.origin)
     cases = CASES_SQLITE if stack.backend == "sqlite" else CASES_POSTGRES
     for manifest, kind in cases:
         out = stack.tmp / f"clear-{manifest.replace('/', '_')}-{kind}.mp4"
         _, summary, _ = du.client(store, "decrypt", stack.origin.url("/" + manifest), "--kind", kind, "-o", out)
         assert summary["asset"] == "progressive" and summary["bound_to"] == "device", summary
         judge(out, kind, f"{manifest} {kind}")
-    hits = du.license_requests_in(stack.origin.log()[mark:])
+    during = stack.origin.log()[mark:]
+    hits = du.license_requests_in(during)
     assert hits == [], "license endpoints were asked during playback:\n" + "\n".join(hits)
-    assert du.metric(stack.origin, "origin_device_licenses_total") == issued
+    assert du.license_metrics(stack.origin) == before, "the origin's license side answered during playback"
+    played = [l for l in du.access_lines(during) if " path=/progressive/" in l]
+    assert len(played) > 2 * len(cases), "the access log must show the playback itself (or this check proves nothing)"
     served = stack.nginx.access_log()
     assert f"/v1/d/{dev}/1/index.json" in served and f"/v1/d/{dev}/1/a/progressive.lic" in served, served
+    # The two checks above do see a license request: one online fetch shows up in both.
+    du.client(store, "fetch-license", "--asset", "progressive", "--online-token", stack.tok("alice"))
+    after = du.license_metrics(stack.origin)
+    assert len(du.license_requests_in(stack.origin.log()[mark:])) == 1
+    assert after[du.LICENSE_SERIES[0]] == before[du.LICENSE_SERIES[0]] + 1, (before, after)
+    assert after["origin_device_licenses_total"] == before["origin_device_licenses_total"] + 1
 
     # The protected bytes really were encrypted: same size (the client renames boxes, cuts
     # nothing), different bytes.
@@ -84,6 +95,10 @@ def test_register_generate_static_decrypt(stack):
     assert len(raw) == len(clear) and raw != clear
 
     if stack.backend == "postgres":
+        # One database holds both shared stores, each with its migrations in one history.
+        names = stack.pg.psql("SELECT string_agg(name, ',' ORDER BY name) FROM drm_origin_migrations").strip()
+        assert names == "0001_content_keys,0001_devices", names
+        assert int(stack.pg.psql("SELECT COUNT(*) FROM drm_content_keys WHERE label LIKE 'asset:progressive/%'")) >= 2
         # Two nodes, one registry: the second node's folder holds the same bytes, file for file.
         du.run(["licenses", "generate", "--config", stack.config_b, "--assets", ASSETS])
         a, b = stack.public, stack.tmp / "licenses-b" / "public"
@@ -199,6 +214,71 @@ def test_registry_down_is_503(stack):
     assert (status, body["reason"]) == (503, "registry_unavailable")
     assert stack.origin.get("/progressive/manifest.mpd")[0] == 200, "media keeps flowing"
     dev.register(stack.origin.base_url, tok)
+
+
+VID_KID_1, VID_KEY_1 = "3a1b2c3d4e5f60718293a4b5c6d7e8f9", "00112233445566778899aabbccddeeff"
+VID_KID_2, VID_KEY_2 = "4a1b2c3d4e5f60718293a4b5c6d7e8f9", "ffeeddccbbaa99887766554433221100"
+
+
+def named_video_key(kid, key):
+    return dict(keys='{ video = "vid", audio = "auto", envelope = "auto" }',
+                key_defs=f'[keys.vid]\nkid = "{kid}"\nkey = "{key}"')
+
+
+def wait_until(what, check, timeout=20):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        got = check()
+        if got:
+            return got
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_serve_keeps_the_folder_current(tmp_path):
+    """No `licenses generate`: the running origin writes a new asset's licenses when the file
+    lands in the asset folder, and rewrites them on a key change (a new KID in the configuration,
+    picked up without a restart); the device plays with what nginx then serves."""
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    shutil.copy(SOURCE, assets / "progressive.mp4")
+    s = Stack(tmp_path / "stack", "sqlite", assets=assets, **named_video_key(VID_KID_1, VID_KEY_1))
+    try:
+        store, _ = s.register("watcher", "wanda")
+        dev = s.device_id(store)
+        ks = du.keyset(s.jwks)
+
+        def listed():
+            status, body = du.get(s.nginx.url(f"/v1/d/{dev}/1/index.json"))
+            assert status == 200
+            return {f["path"].rsplit("/", 1)[1] for f in du.verify_file(body.decode(), ks)[1]["files"]}
+
+        assert "progressive.lic" in listed() and "second.lic" not in listed()
+        shutil.copy(SOURCE, assets / "second.mp4")
+        wait_until("the new asset's license in the index", lambda: "second.lic" in listed())
+        status, body = du.get(s.nginx.url(f"/v1/d/{dev}/1/a/second.lic"))
+        assert status == 200
+        _, payload = du.verify_file(body.decode(), ks)
+        assert payload["asset"] == "second"
+        _, got, _ = du.client(store, "fetch-license", "--asset", "second")
+        assert got["asset"] == "second", got
+
+        def video_kids():
+            status, body = du.get(s.nginx.url(f"/v1/d/{dev}/1/a/progressive.lic"))
+            return status == 200 and du.verify_file(body.decode(), ks)[1]["kids"]
+
+        assert VID_KID_1 in video_kids()
+        s.config.write_text(du.config_text(s.tmp, s.registry, s.licenses, **named_video_key(VID_KID_2, VID_KEY_2)))
+        wait_until("the license rewritten with the new KID", lambda: VID_KID_2 in (video_kids() or []))
+        out = tmp_path / "rekeyed.mp4"
+        _, summary, _ = du.client(s.store("watcher"), "decrypt", s.origin.url("/progressive/manifest.mpd"), "-o", out)
+        assert VID_KID_2 in summary["kids"], summary
+        judge(out, "video", "after a key change picked up by serve")
+        assert "license folder regenerated" in s.origin.log()
+        n, problems = du.check_public_tree(s.public, s.jwks)
+        assert not problems, problems
+    finally:
+        s.close()
 
 
 def test_signing_key_rotation(tmp_path):
