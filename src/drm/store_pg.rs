@@ -97,7 +97,8 @@ impl PgKeyStore {
                     &[&label, &kid.as_slice(), &key.as_slice(), &origin],
                 )
                 .await?;
-                let row = c.query_one("SELECT label, kid, key FROM drm_content_keys WHERE label = $1", &[&label]).await?;
+                let row =
+                    c.query_one("SELECT label, kid, key FROM drm_content_keys WHERE label = $1", &[&label]).await?;
                 Ok::<Row, tokio_postgres::Error>((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
             })
             .map_err(unavailable)
