@@ -23,7 +23,7 @@ fn source(path: &str) -> Arc<SourceFile> {
     Arc::new(SourceFile {
         name: path.into(),
         stem: "s".into(),
-        mapped,
+        data: drm_origin::storage::source::Source::Local(mapped),
         index: idx,
         modified: std::time::UNIX_EPOCH,
         fingerprint: 0,
@@ -48,7 +48,7 @@ fn bench_segment(c: &mut Criterion) {
     let mut g = c.benchmark_group("segment_build");
     g.throughput(Throughput::Bytes(seg.bytes));
     g.bench_function("media_segment_zero_copy", |b| {
-        b.iter(|| fmp4::media_segment(1, seg.dts, black_box(samples), &src.mapped).expect("segment"))
+        b.iter(|| fmp4::media_segment(1, seg.dts, black_box(samples), &src.data).expect("segment"))
     });
     // Baseline: copying the segment's sample bytes once (what a non-zero-copy origin pays).
     let data = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/multi/video_360p.mp4")).expect("asset");
@@ -67,7 +67,7 @@ fn bench_segment(c: &mut Criterion) {
         g.bench_function(name, |b| {
             b.iter(|| {
                 protect::cenc_segment(
-                    src.mapped.file(),
+                    &src.data,
                     track,
                     variant,
                     &sk,
@@ -83,9 +83,7 @@ fn bench_segment(c: &mut Criterion) {
         });
     }
     g.bench_function("aes128_segment_builder", |b| {
-        b.iter(|| {
-            protect::aes128_segment(src.mapped.file(), &key, &[7; 16], 1, seg.dts, black_box(samples)).expect("segment")
-        })
+        b.iter(|| protect::aes128_segment(&src.data, &key, &[7; 16], 1, seg.dts, black_box(samples)).expect("segment"))
     });
     let mut same_bytes = data[first_off..first_off + len].to_vec();
     g.bench_function("baseline_raw_ctr64be_same_bytes", |b| {

@@ -108,7 +108,10 @@ impl Pg {
         &self.target.0
     }
 
-    /// Runs `f` on the connection and waits for its answer (at most the timeout). Blocking: on
+    /// Runs `f` on the connection and waits for its answer (at most the timeout). Calls run
+    /// concurrently on the one connection (pipelined): each must be made of statements that
+    /// stand alone. Never `BEGIN … COMMIT` through it: two calls' transaction blocks would
+    /// interleave on the shared session. Blocking: on
     /// a worker of a multi-threaded runtime the wait is announced with `block_in_place`.
     pub fn call<T, F, Fut>(&self, f: F) -> Result<T, DbError>
     where

@@ -1,8 +1,8 @@
 //! The shared key store: auto keys in PostgreSQL (`[keystore] backend = "postgres"`), for several
 //! origin nodes behind one CDN. Every node must encrypt an asset under the same key, so a label's
-//! key is created by whichever node asks first, inside a transaction: `INSERT … ON CONFLICT DO
-//! NOTHING` then `SELECT` (READ COMMITTED: a node that lost the race waits for the winner's
-//! commit and reads its row). Rows are never updated, so a key once read is cached for the life
+//! key is created by whichever node asks first: `INSERT … ON CONFLICT DO NOTHING`, atomic on its
+//! own, then `SELECT` (a node that lost the race waits for the winner's commit in its INSERT, and
+//! its SELECT, a later snapshot, reads the winner's row). Rows are never updated, so a key once read is cached for the life
 //! of the process: while the database is down, already-keyed assets keep being served and only
 //! new keys are refused ([`StoreError::Unavailable`], a 503).
 
@@ -84,31 +84,22 @@ impl PgKeyStore {
         origin: &'static str,
     ) -> Result<Row, StoreError> {
         let label = label.to_owned();
+        // Two autocommit statements, no explicit transaction: the connection is shared by
+        // concurrent calls, whose BEGIN…COMMIT blocks would interleave on it (one call's error
+        // then aborted another's transaction). The INSERT is atomic on its own (one statement,
+        // one transaction): of two nodes racing on a label, one row wins; the SELECT, a new
+        // snapshot taken after the INSERT returned, reads the winner.
         self.pg
             .call(move |c| async move {
-                c.batch_execute("BEGIN").await?;
-                let r = async {
-                    c.execute(
-                        "INSERT INTO drm_content_keys (label, kid, key, origin) VALUES ($1, $2, $3, $4) \
-                         ON CONFLICT (label) DO NOTHING",
-                        &[&label, &kid.as_slice(), &key.as_slice(), &origin],
-                    )
-                    .await?;
-                    let row =
-                        c.query_one("SELECT label, kid, key FROM drm_content_keys WHERE label = $1", &[&label]).await?;
-                    Ok::<Row, tokio_postgres::Error>((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
-                }
-                .await;
-                match r {
-                    Ok(row) => {
-                        c.batch_execute("COMMIT").await?;
-                        Ok(row)
-                    }
-                    Err(e) => {
-                        let _ = c.batch_execute("ROLLBACK").await;
-                        Err(e)
-                    }
-                }
+                c.execute(
+                    "INSERT INTO drm_content_keys (label, kid, key, origin) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (label) DO NOTHING",
+                    &[&label, &kid.as_slice(), &key.as_slice(), &origin],
+                )
+                .await?;
+                let row =
+                    c.query_one("SELECT label, kid, key FROM drm_content_keys WHERE label = $1", &[&label]).await?;
+                Ok::<Row, tokio_postgres::Error>((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
             })
             .map_err(unavailable)
     }

@@ -98,13 +98,12 @@ pub(super) async fn media(
     let seq = u32::try_from(number).map_err(|_| ServeError::UnknownSegment)?;
     // A file truncated in place since indexing: answer 503 now rather than start a 200
     // whose body the kernel cannot finish (see storage::mmap).
-    let on_disk = r.source.mapped.file().metadata().map(|m| m.len()).unwrap_or(0);
-    if on_disk < r.source.mapped.len() {
+    if !r.source.data.unchanged() {
         return Err(ServeError::FileChanged);
     }
     if variant == Variant::Clear {
         check_version(version, r.clear_version)?;
-        let chunks = fmp4::media_segment(seq, seg.dts, samples, &r.source.mapped)?;
+        let chunks = fmp4::media_segment(seq, seg.dts, samples, &r.source.data)?;
         return Ok(segment_resource(app, r, track.kind, number, variant, version, chunks));
     }
     let prot = plan(app, a, variant)?;
@@ -122,7 +121,7 @@ pub(super) async fn media(
         let track = source.index.tracks.get(t_index).ok_or(ServeError::UnknownRendition)?;
         let samples = track.samples.get(first..end).ok_or(ServeError::UnknownSegment)?;
         let stream = protect::stream_id(&asset_id, &r_id);
-        let file = source.mapped.file();
+        let file = &source.data;
         if variant == Variant::Aes128 {
             let seg_iv = crate::crypto::iv::hls_segment_iv(&key.key, &stream, number as u64);
             Ok(vec![Bytes::from(protect::aes128_segment(file, &key.key, &seg_iv, seq, dts, samples)?)])

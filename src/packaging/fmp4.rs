@@ -9,7 +9,7 @@ use crate::index::TrackIndex;
 use crate::mp4::codes::*;
 use crate::mp4::writer::{write_box, write_full_box, PutBe};
 use crate::mp4::{FourCC, Sample};
-use crate::storage::mmap::MappedFile;
+use crate::storage::source::Source;
 
 /// Why a segment could not be produced.
 #[derive(Debug, thiserror::Error)]
@@ -280,12 +280,12 @@ pub fn media_segment(
     sequence: u32,
     base_decode_time: u64,
     samples: &[Sample],
-    file: &MappedFile,
+    file: &Source,
 ) -> Result<Vec<Bytes>, SegmentError> {
     let head = segment_header(OUTPUT_TRACK_ID, sequence, base_decode_time, samples, &FragmentOptions::default())?;
     let mut chunks = vec![Bytes::from(head)];
     for (offset, len) in runs(samples) {
-        chunks.push(file.slice(offset, len).ok_or(SegmentError::SampleOutOfFile { offset, size: len })?);
+        chunks.push(file.body(offset, len).ok_or(SegmentError::SampleOutOfFile { offset, size: len })?);
     }
     Ok(chunks)
 }

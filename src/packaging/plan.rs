@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::index::time;
 use crate::index::{FileIndex, TrackIndex, TrackKind};
 use crate::mp4::Sample;
-use crate::storage::mmap::MappedFile;
+use crate::storage::source::Source;
 
 /// One source file of an asset, mapped and indexed.
 #[derive(Debug)]
@@ -20,8 +20,8 @@ pub struct SourceFile {
     pub name: String,
     /// Rendition id prefix (the file stem).
     pub stem: String,
-    /// The open file.
-    pub mapped: MappedFile,
+    /// Its bytes (a mapped local file, …).
+    pub data: Source,
     /// Its index.
     pub index: FileIndex,
     /// Modification time (Last-Modified).

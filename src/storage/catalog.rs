@@ -224,7 +224,8 @@ impl Store {
         let modified = SystemTime::UNIX_EPOCH
             .checked_add(Duration::from_nanos(u64::try_from(st.mtime_ns.max(0)).unwrap_or(0)))
             .unwrap_or(SystemTime::UNIX_EPOCH);
-        Ok(SourceFile { name: k.path.display().to_string(), stem, mapped, index: idx, modified, fingerprint })
+        let source = super::source::Source::Local(mapped);
+        Ok(SourceFile { name: k.path.display().to_string(), stem, data: source, index: idx, modified, fingerprint })
     }
 }
 

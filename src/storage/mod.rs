@@ -6,6 +6,7 @@
 
 pub mod catalog;
 pub mod mmap;
+pub mod source;
 
 pub use catalog::{AssetState, Library, Store, StoreSettings};
 

@@ -1,0 +1,62 @@
+//! Where an asset file's bytes come from, for the index, the segment builders and response
+//! bodies: today a local file ([`MappedFile`]); the object-storage backend adds a remote object.
+//! Everything above `storage` reads through this type, so a new backend changes no packager.
+
+use std::io;
+
+use bytes::Bytes;
+
+use super::mmap::MappedFile;
+use crate::index::ReadAt;
+
+/// The bytes of one asset file.
+#[derive(Debug)]
+pub enum Source {
+    /// A file of the asset folder: `pread` for our reads, zero-copy mapped views for bodies.
+    Local(MappedFile),
+}
+
+impl Source {
+    /// Length when it was indexed.
+    pub fn len(&self) -> u64 {
+        match self {
+            Source::Local(m) => m.len(),
+        }
+    }
+
+    /// True for an empty file.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `len` bytes at `offset` for a response body, unread by us (a local file's are views of
+    /// the mapping, see `storage::mmap`). `None` when the range lies outside the file.
+    pub fn body(&self, offset: u64, len: u64) -> Option<Bytes> {
+        match self {
+            Source::Local(m) => m.slice(offset, len),
+        }
+    }
+
+    /// Whether the bytes can still be served as indexed: a local file truncated in place since
+    /// indexing answers `false` (its mapped pages would fail mid-response).
+    pub fn unchanged(&self) -> bool {
+        match self {
+            Source::Local(m) => m.file().metadata().map(|md| md.len()).unwrap_or(0) >= m.len(),
+        }
+    }
+
+    /// The local file, for fast paths that hand a descriptor to the kernel.
+    pub fn local(&self) -> Option<&MappedFile> {
+        match self {
+            Source::Local(m) => Some(m),
+        }
+    }
+}
+
+impl ReadAt for Source {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        match self {
+            Source::Local(m) => m.file().read_exact_at(buf, offset),
+        }
+    }
+}
