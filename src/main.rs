@@ -173,6 +173,13 @@ enum ClientCommand {
         #[arg(long)]
         online_token: Option<String>,
     },
+    /// Fetches this device's root licenses (chained policies) from the static folder, or
+    /// online with --online-token (which also renews them), and keeps them.
+    FetchRoot {
+        /// Ask the origin's /.drm/root with this token instead of the static folder.
+        #[arg(long)]
+        online_token: Option<String>,
+    },
     /// Imports a license export (.dlx) or a license file (.lic), after verifying it.
     Import {
         /// The file.
@@ -337,6 +344,7 @@ fn main() -> std::process::ExitCode {
                 ClientCommand::FetchLicense { asset, domain, online_token } => {
                     Action::FetchLicense { asset, domain, online_token }
                 }
+                ClientCommand::FetchRoot { online_token } => Action::FetchRoot { online_token },
                 ClientCommand::Import { file } => Action::Import { file },
                 ClientCommand::Export { asset, output } => Action::Export { asset, output },
                 ClientCommand::Reset { token, local_only } => Action::Reset { token, local_only },

@@ -13,7 +13,8 @@ use super::verify::{self, Keys};
 use super::ClientError;
 use crate::crypto::{Key, KeyId};
 use crate::license::device::jose::{self, JwsHeader};
-use crate::license::device::objects::{self, typ, Act, BindKind, Certificate, Export, Index, V};
+use crate::license::device::leaf::Leaf;
+use crate::license::device::objects::{self, typ, Act, BindKind, Certificate, Export, Index, RootLicense, V};
 use crate::license::device::unix_now;
 
 /// A client over one device store.
@@ -380,35 +381,138 @@ impl Client {
         let track = media::pick(tracks, rendition, kind)?;
         let prot = media::protection(&self.http, &track).await?;
         let needed = prot.kids();
-        let (license, keys) = match license_text {
-            Some(t) => self.accept_for(t, &needed).await?,
+        // A leaf in the init segment (chained policy): open it with a held or fetched root. A
+        // device without a root for it (it registered without chaining) falls back to a direct
+        // license; any other refusal (an expired root) stands.
+        let leaf = if license_text.is_none() { crate::license::device::leaf::from_pssh(&prot.init) } else { None };
+        let mut chained = None;
+        if let Some(l) = leaf {
+            match self.chained_keys(&l).await {
+                Ok((keys, info)) => {
+                    check_kids(&keys, &needed)?;
+                    chained = Some((keys, info));
+                }
+                Err(ClientError::Refused { reason: "no_root", .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let (keys, info) = match chained {
+            Some(x) => x,
             None => {
-                let mut found = None;
-                for l in self.store.licenses() {
-                    if let Ok(x) = self.accept_for(&l, &needed).await {
-                        found = Some(x);
-                        break;
-                    }
-                }
-                match found {
-                    Some(x) => x,
-                    None => {
-                        let x = self.fetch_license(None, &needed, None, None).await?;
-                        check_kids(&x.1, &needed)?;
-                        x
-                    }
-                }
+                let (license, keys) = self.direct_keys(license_text, &needed).await?;
+                let info = json!({
+                    "path": "direct", "asset": license.asset,
+                    "bound_to": format!("{:?}", license.bind.kind).to_lowercase(),
+                });
+                (keys, info)
             }
         };
         let envelope: Option<Key> = keys.0.values().find(|(_, c)| c == "envelope").map(|(k, _)| k.clone());
         let lookup = |kid: &KeyId| keys.0.get(kid).map(|(k, _)| k.clone());
         let stats = media::decrypt(&self.http, &track, &prot, &lookup, envelope.as_ref(), out).await?;
-        let summary = json!({
-            "rendition": track.id, "segments": stats.segments, "bytes": stats.bytes, "asset": license.asset,
-            "bound_to": format!("{:?}", license.bind.kind).to_lowercase(),
+        let mut summary = json!({
+            "rendition": track.id, "segments": stats.segments, "bytes": stats.bytes,
             "kids": needed.iter().map(|k| k.hex()).collect::<Vec<_>>(),
         });
+        if let (Some(o), Some(i)) = (summary.as_object_mut(), info.as_object()) {
+            o.extend(i.clone());
+        }
         Ok((stats, summary))
+    }
+
+    /// The direct license for `needed`: `license_text` if given (and only it), else a kept one
+    /// that opens, else one from the static folder.
+    async fn direct_keys(
+        &mut self,
+        license_text: Option<&str>,
+        needed: &[KeyId],
+    ) -> Result<(objects::License, Keys), ClientError> {
+        if let Some(t) = license_text {
+            return self.accept_for(t, needed).await;
+        }
+        for l in self.store.licenses() {
+            if let Ok(x) = self.accept_for(&l, needed).await {
+                return Ok(x);
+            }
+        }
+        let x = self.fetch_license(None, needed, None, None).await?;
+        check_kids(&x.1, needed)?;
+        Ok(x)
+    }
+
+    /// Root licenses (issue 11): online (`POST /.drm/root` with `token`, which acquires or
+    /// renews them), else every `root/` file this device's index lists in the static folder.
+    /// Each is verified and kept (a newer one replaces the older of the same root key).
+    pub async fn fetch_roots(&mut self, online_token: Option<&str>) -> Result<Vec<RootLicense>, ClientError> {
+        let texts: Vec<String> = match online_token {
+            Some(token) => {
+                let req = self.request(Act::Root, serde_json::Map::new(), Some(self.store.state.gen))?;
+                let url = self.origin_url(objects::path::ROOT);
+                let a = self.http.post_json(&url, &json!({"request": req}), Some(token)).await?;
+                if !a.status.is_success() {
+                    return Err(refusal_of(&url, &a));
+                }
+                json_of(&a)?
+                    .get("roots")
+                    .and_then(Value::as_array)
+                    .map(|v| v.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+                    .unwrap_or_default()
+            }
+            None => {
+                let idx = self.index().await?;
+                let mut out = Vec::new();
+                for e in idx.files.iter().filter(|e| e.path.contains("/root/")) {
+                    out.push(String::from_utf8_lossy(&self.http.get_ok(&self.static_url(&e.path)).await?).into_owned());
+                }
+                out
+            }
+        };
+        let mut got = Vec::new();
+        for t in texts {
+            self.verified(&t, typ::ROOT).await?;
+            let r = verify::parse_root(&self.store.state, &t)?;
+            self.store.keep_license(&format!("root:{}", r.rkid), &t)?;
+            got.push(r);
+        }
+        if got.is_empty() {
+            return Err(ClientError::refused("no_root", "no root license for this device"));
+        }
+        Ok(got)
+    }
+
+    /// The content keys of a leaf: a held root for one of its root-key ids (fetched from the
+    /// static folder when none is held) opens it, after every check of the root.
+    async fn chained_keys(&mut self, leaf_bytes: &[u8]) -> Result<(Keys, Value), ClientError> {
+        let leaf = Leaf::parse(leaf_bytes).map_err(|e| ClientError::refused("malformed", e.to_string()))?;
+        let rkids = leaf.rkids();
+        let enc = self.store.key("enc")?;
+        let mut last = ClientError::refused("no_root", format!("no root license for {}", rkids.join(", ")));
+        for attempt in 0..2 {
+            for text in self.store.licenses() {
+                let Ok(r) = verify::parse_root(&self.store.state, &text) else { continue };
+                if !rkids.contains(&r.rkid) {
+                    continue;
+                }
+                match verify::open_root(&mut self.store.state, &text, &enc, unix_now(), self.skew) {
+                    Ok((r, key)) => {
+                        let keys = verify::open_leaf(&leaf, &r.rkid, &r.pol, &key)?;
+                        self.store.save()?;
+                        let info = json!({
+                            "path": "chained", "rkid": r.rkid, "root_exp": r.exp, "asset": leaf.header.asset,
+                            "bound_to": format!("{:?}", r.bind.kind).to_lowercase(),
+                        });
+                        return Ok((keys, info));
+                    }
+                    Err(e) => last = e,
+                }
+            }
+            if attempt == 0 {
+                // Nothing held opens it: pick up this device's roots from the static folder (a
+                // failure there leaves `last` as the answer).
+                let _ = self.fetch_roots(None).await;
+            }
+        }
+        Err(last)
     }
 
     async fn accept_for(&mut self, text: &str, needed: &[KeyId]) -> Result<(objects::License, Keys), ClientError> {

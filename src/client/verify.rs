@@ -1,7 +1,8 @@
 //! Checks on every origin object before the client uses it. Each refusal has its word:
 //! `unknown_signing_key`, `bad_signature`, `wrong_type`, `malformed`, `wrong_device`,
 //! `stale_generation`, `wrong_device_key`, `wrong_domain`, `not_yet_valid`, `expired`,
-//! `rollback`, `cannot_unwrap`, `wrong_asset`.
+//! `rollback`, `cannot_unwrap`, `wrong_asset`; chaining adds `root_expired`, `no_root`,
+//! `wrong_policy`, `cannot_unwrap_leaf`.
 
 use std::collections::BTreeMap;
 
@@ -12,7 +13,10 @@ use super::ClientError;
 use crate::crypto::{Key, KeyId};
 use crate::license::device::jose::{self, Jwk, Jws, PrivateKey};
 use crate::license::device::keys::parse_jwks;
-use crate::license::device::objects::{self, BindKind, DomainKey, KeyAnnouncement, KeySet, License};
+use crate::license::device::leaf::Leaf;
+use crate::license::device::objects::{
+    self, BindKind, DomainKey, KeyAnnouncement, KeySet, License, RootKey, RootLicense,
+};
 
 /// Verifies a compact origin object of type `typ` with the pinned keys.
 pub fn verify_object(state: &State, compact: &str, typ: &str) -> Result<Jws, ClientError> {
@@ -69,28 +73,34 @@ impl std::fmt::Debug for Keys {
 
 /// The key that opens what `l` is bound to, after checking the binding against this device.
 fn binding_key(state: &State, l: &License, enc: &PrivateKey) -> Result<PrivateKey, ClientError> {
-    match l.bind.kind {
+    bound_key(state, &l.bind, enc)
+}
+
+/// The key that opens what `bind` names, after checking it against this device.
+fn bound_key(state: &State, bind: &objects::Binding, enc: &PrivateKey) -> Result<PrivateKey, ClientError> {
+    let l = bind;
+    match l.kind {
         BindKind::Device => {
-            if l.bind.id != state.device_id {
-                return Err(ClientError::refused("wrong_device", format!("bound to device {}", l.bind.id)));
+            if l.id != state.device_id {
+                return Err(ClientError::refused("wrong_device", format!("bound to device {}", l.id)));
             }
-            if l.bind.gen != state.gen {
+            if l.gen != state.gen {
                 return Err(ClientError::refused(
                     "stale_generation",
-                    format!("bound to generation {} of this device, which is at {}", l.bind.gen, state.gen),
+                    format!("bound to generation {} of this device, which is at {}", l.gen, state.gen),
                 ));
             }
-            if l.bind.thumb != enc.public().thumbprint() {
+            if l.thumb != enc.public().thumbprint() {
                 return Err(ClientError::refused("wrong_device_key", "bound to another key of this device"));
             }
             Ok(enc.clone())
         }
         BindKind::Domain => {
-            let held = state.domains.get(&l.bind.id).and_then(|d| d.keys.get(&l.bind.gen)).ok_or_else(|| {
-                ClientError::refused("wrong_domain", format!("no key of domain {} version {}", l.bind.id, l.bind.gen))
+            let held = state.domains.get(&l.id).and_then(|d| d.keys.get(&l.gen)).ok_or_else(|| {
+                ClientError::refused("wrong_domain", format!("no key of domain {} version {}", l.id, l.gen))
             })?;
             let dk = open_domain_key(state, held, enc)?;
-            if dk.public().thumbprint() != l.bind.thumb {
+            if dk.public().thumbprint() != l.thumb {
                 return Err(ClientError::refused("wrong_domain", "bound to another key of the domain"));
             }
             Ok(dk)
@@ -182,4 +192,81 @@ pub fn open_license(
     // The origin's issuance time is the trusted clock: it never goes back past it.
     state.last_time = state.last_time.max(l.nbf);
     Ok((l, keys))
+}
+
+/// Parses and verifies a root license without opening it.
+pub fn parse_root(state: &State, compact: &str) -> Result<RootLicense, ClientError> {
+    let jws = verify_object(state, compact, objects::typ::ROOT)?;
+    let r: RootLicense = jws.payload_as().map_err(|e| ClientError::refused("malformed", e.to_string()))?;
+    if r.v != objects::V {
+        return Err(ClientError::refused("malformed", format!("root license version {}", r.v)));
+    }
+    Ok(r)
+}
+
+/// Every check of a root license (signature, type, binding, validity with skew, rollback), then
+/// its root key. An expired root is refused as `root_expired`: the leaves it opens stop playing
+/// until a renewal. `state` records the new time and `seq` (the caller saves it).
+pub fn open_root(
+    state: &mut State,
+    compact: &str,
+    enc: &PrivateKey,
+    now: i64,
+    skew: i64,
+) -> Result<(RootLicense, Zeroizing<[u8; 32]>), ClientError> {
+    let r = parse_root(state, compact)?;
+    let key = bound_key(state, &r.bind, enc)?;
+    let now = now.max(state.last_time);
+    if now.saturating_add(skew) < r.nbf {
+        return Err(ClientError::refused("not_yet_valid", format!("root {} valid from {}", r.rkid, r.nbf)));
+    }
+    if now.saturating_sub(skew) >= r.exp {
+        return Err(ClientError::refused("root_expired", format!("root {} expired at {}; renew it", r.rkid, r.exp)));
+    }
+    let sk = format!("root:{}", r.rkid);
+    if let Some(seen) = state.seqs.get(&sk) {
+        if r.seq < *seen {
+            return Err(ClientError::refused("rollback", format!("seq {} is older than {seen}", r.seq)));
+        }
+    }
+    let plain = jose::jwe_decrypt(&r.key, &key).map_err(|_| ClientError::refused("cannot_unwrap", "root key"))?;
+    let jwk: RootKey = serde_json::from_slice(&plain).map_err(|_| ClientError::refused("malformed", "root key"))?;
+    if jwk.kid != r.rkid || jwk.alg != "A256KW" || jwk.kty != "oct" {
+        return Err(ClientError::refused("malformed", "root key does not match its license"));
+    }
+    let k: [u8; 32] = Zeroizing::new(jose::b64d(&jwk.k).ok_or_else(|| ClientError::refused("malformed", "root key"))?)
+        .as_slice()
+        .try_into()
+        .map_err(|_| ClientError::refused("malformed", "root key size"))?;
+    state.seqs.insert(sk, r.seq);
+    state.last_time = state.last_time.max(r.nbf);
+    Ok((r, Zeroizing::new(k)))
+}
+
+/// The content keys of a leaf, opened with a root key (`policy` is the root's: a leaf of
+/// another policy is refused as `wrong_policy`).
+pub fn open_leaf(leaf: &Leaf, rkid: &str, policy: &str, root_key: &[u8; 32]) -> Result<Keys, ClientError> {
+    if leaf.header.pol != policy {
+        return Err(ClientError::refused(
+            "wrong_policy",
+            format!("leaf of policy {}, root of {policy}", leaf.header.pol),
+        ));
+    }
+    let set = leaf.open(rkid, root_key).map_err(|_| ClientError::refused("cannot_unwrap_leaf", "leaf"))?;
+    let mut keys = Keys::default();
+    for k in &set.keys {
+        let kid: [u8; 16] = jose::b64d(&k.kid)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| ClientError::refused("malformed", "kid"))?;
+        let key: [u8; 16] = Zeroizing::new(jose::b64d(&k.k).ok_or_else(|| ClientError::refused("malformed", "key"))?)
+            .as_slice()
+            .try_into()
+            .map_err(|_| ClientError::refused("malformed", "key size"))?;
+        let kid = KeyId(kid);
+        if !leaf.header.kids.iter().any(|x| x.eq_ignore_ascii_case(&kid.hex())) {
+            return Err(ClientError::refused("malformed", "leaf keys do not match its kids"));
+        }
+        keys.0.insert(kid, (Key::new(key), k.class.clone()));
+    }
+    Ok(keys)
 }

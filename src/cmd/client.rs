@@ -14,6 +14,8 @@ pub enum Action {
     Register { origin: String, licenses: String, token: String, chain: bool },
     /// Fetch (and keep) a license.
     FetchLicense { asset: Option<String>, domain: Option<String>, online_token: Option<String> },
+    /// Fetch (and keep) root licenses.
+    FetchRoot { online_token: Option<String> },
     /// Import a `.dlx` or `.lic`.
     Import { file: PathBuf },
     /// Export domain-bound licenses.
@@ -41,6 +43,12 @@ pub fn run(store: &Path, skew_secs: i64, action: Action) -> anyhow::Result<()> {
             Action::FetchLicense { asset, domain, online_token } => {
                 let (l, keys) = c.fetch_license(asset.as_deref(), &[], domain.as_deref(), online_token.as_deref()).await?;
                 serde_json::json!({"asset": l.asset, "bound_to": l.bind.id, "exp": l.exp, "seq": l.seq, "kids": l.kids, "keys": keys.0.len()})
+            }
+            Action::FetchRoot { online_token } => {
+                let roots = c.fetch_roots(online_token.as_deref()).await?;
+                serde_json::json!({"roots": roots.iter().map(|r| serde_json::json!({
+                    "rkid": r.rkid, "pol": r.pol, "exp": r.exp, "seq": r.seq, "bound_to": r.bind.id,
+                })).collect::<Vec<_>>()})
             }
             Action::Import { file } => {
                 let text = std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;

@@ -125,14 +125,30 @@ mod tests {
         // aes128 without key_delivery is fine for a device-licensed policy, not otherwise.
         assert!(load(POLICY).is_err());
         let e = load(&format!(
-            "{POLICY}device_licenses = \"chained\"\n[devices]\nregistry = \"mysql://x\"\nmax_domain_members = 0\n\
+            "{POLICY}device_licenses = \"direct\"\nroot_keys = [{{ version = 0 }}]\n[devices]\nregistry = \"mysql://x\"\nmax_domain_members = 0\n\
              [licenses]\ndirect_ttl_days = 7\ndirect_ttl_secs = 60\n"
         ))
         .unwrap_err();
         let text = e.to_string();
-        for want in ["chained", "devices.registry", "max_domain_members", "not both"] {
+        for want in ["only a chained policy", "devices.registry", "max_domain_members", "not both"] {
             assert!(text.contains(want), "{want} missing from:\n{text}");
         }
+        let e = load(&format!(
+            "{POLICY}device_licenses = \"chained\"\nroot_keys = [{{ version = 1 }}, {{ version = 1 }}, \
+             {{ version = 2, not_before = 9, not_after = 9 }}]\n[devices]\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("listed twice") && e.contains("not_before is not before"), "{e}");
+        let ok = load(&format!(
+            "{POLICY}device_licenses = \"chained\"\nroot_keys = [{{ version = 2, not_before = 100 }}, \
+             {{ version = 1, not_after = 200 }}]\n[[assets]]\nmatch = \"**\"\npolicy = \"p\"\n[devices]\n"
+        ))
+        .unwrap();
+        let p = ok.drm.policy_for("x");
+        assert_eq!(p.live_roots(150).iter().map(|r| r.version).collect::<Vec<_>>(), vec![1, 2], "overlap");
+        assert_eq!(p.live_roots(250).iter().map(|r| r.version).collect::<Vec<_>>(), vec![2]);
+        assert_eq!((ok.drm.root_epoch(50), ok.drm.root_epoch(150), ok.drm.root_epoch(250)), (1, 2, 3));
         let e = load(&format!("{POLICY}device_licenses = \"direct\"\n[licenses]\n")).unwrap_err().to_string();
         assert!(e.contains("needs a [devices] section"), "{e}");
     }

@@ -207,11 +207,21 @@ pub(super) struct RawPolicy {
     pub key_group: Option<String>,
     pub persistent_licenses: Option<bool>,
     pub device_licenses: Option<String>,
+    pub root_keys: Option<Vec<RawRootKey>>,
     pub drm_systems: Option<Vec<String>>,
     #[serde(default)]
     pub license_urls: BTreeMap<String, String>,
     #[serde(default)]
     pub keys: RawPolicyKeys,
+}
+
+/// `root_keys = [{ version = 1, not_before = 0, not_after = 1798761600 }, …]` (Unix seconds).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRootKey {
+    pub version: u32,
+    pub not_before: Option<i64>,
+    pub not_after: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

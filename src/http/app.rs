@@ -197,12 +197,16 @@ impl App {
         x
     }
 
-    /// Current keys and policies, with their generation.
+    /// Current keys and policies, with their generation. The generation also moves when a
+    /// chained policy's set of live root-key versions changes (a rollover), so plans and
+    /// manifests holding the previous leaf stop matching.
     pub fn drm(&self) -> (Arc<Drm>, u64) {
-        match self.drm.read() {
+        let (d, g) = match self.drm.read() {
             Ok(d) => d.clone(),
             Err(p) => p.into_inner().clone(),
-        }
+        };
+        let epoch = d.root_epoch(crate::license::device::unix_now());
+        (d, g.wrapping_add(epoch << 32))
     }
 
     /// Installs new keys and policies (a validated configuration). Manifests and protection

@@ -79,6 +79,10 @@ where
             Some(r) => devices.license(claims, r, &drm, catalog).await,
             None => Err(DeviceError::Malformed("request")),
         },
+        DeviceEndpoint::Root => match request {
+            Some(r) => devices.root(claims, r, &drm, catalog).await,
+            None => Err(DeviceError::Malformed("request")),
+        },
         DeviceEndpoint::Reset => devices.reset(claims, request, device_id, catalog).await,
         DeviceEndpoint::Unregister => devices.unregister(claims, device_id, catalog).await,
         DeviceEndpoint::Join => match request {

@@ -101,6 +101,8 @@ pub enum DeviceEndpoint {
     Leave,
     /// `/.drm/license`
     License,
+    /// `/.drm/root` (license chaining)
+    Root,
 }
 
 /// Files the demo player page loads from the origin (no CDN at run time).
@@ -151,6 +153,7 @@ pub fn parse(path: &str) -> Result<Route, RouteError> {
         ".drm/domain/join" => return Ok(Route::Device(DeviceEndpoint::Join)),
         ".drm/domain/leave" => return Ok(Route::Device(DeviceEndpoint::Leave)),
         ".drm/license" => return Ok(Route::Device(DeviceEndpoint::License)),
+        ".drm/root" => return Ok(Route::Device(DeviceEndpoint::Root)),
         _ => {}
     }
     if let Some(kid) = rest.strip_prefix(".drm/key/") {

@@ -12,11 +12,12 @@ use zeroize::Zeroizing;
 use super::jose::{self, Jwk};
 use super::keys::OriginKeys;
 use super::objects::{
-    typ, BindKind, Binding, Certificate, DomainKey, Index, IndexDomain, IndexEntry, KeySet, License, OctKey, V,
+    typ, BindKind, Binding, Certificate, DomainKey, Index, IndexDomain, IndexEntry, KeySet, License, OctKey, RootKey,
+    RootLicense, V,
 };
 use super::registry::{DeviceRecord, DomainRecord, Entitlement};
 use super::DeviceError;
-use crate::drm::{ContentKey, DeviceLicenses, Drm, Variant};
+use crate::drm::{ContentKey, DeviceLicenses, Drm, Policy, Variant};
 use crate::storage::{AssetState, Library};
 
 /// One key of an asset, with its class.
@@ -35,49 +36,63 @@ pub struct AssetEntry {
     pub id: String,
     /// Its policy's name.
     pub policy: String,
+    /// Whether the policy chains (chaining devices get roots, not this asset's license).
+    pub chained: bool,
+    /// A chained policy's root-key versions live when the catalog was made.
+    pub roots: Vec<crate::drm::RootKeyVersion>,
     /// Its keys, one per class, in a stable order.
     pub keys: Vec<EntryKey>,
 }
 
-/// Every ready asset whose policy has `device_licenses = "direct"`, with its keys (auto keys are
-/// created as a request would). An asset whose keys cannot be had is left out, with a warning.
+/// Every ready asset whose policy issues device licenses (`direct`, or `chained`, whose
+/// non-chaining devices get direct licenses), with its keys (auto keys are created as a request
+/// would). An asset whose keys cannot be had is left out, with a warning.
 pub fn catalog(library: &Library, drm: &Drm) -> Vec<AssetEntry> {
     let mut out = Vec::new();
     for (id, state) in &library.assets {
         let AssetState::Ready(asset) = state else { continue };
         let policy = drm.policy_for(id);
-        if policy.device_licenses != DeviceLicenses::Direct || !policy.is_protected() {
+        if policy.device_licenses == DeviceLicenses::None || !policy.is_protected() {
             continue;
         }
-        let mut classes: Vec<(&'static str, &crate::drm::KeySpec)> = Vec::new();
-        for r in &asset.renditions {
-            let Some(t) = r.track() else { continue };
-            if let Some((class, spec)) = policy.class_of(t.kind, t.entry.height) {
-                if !classes.iter().any(|(c, _)| *c == class) {
-                    classes.push((class, spec));
-                }
+        match asset_keys(drm, &policy, asset) {
+            Ok(keys) if !keys.is_empty() => {
+                let chained = policy.device_licenses == DeviceLicenses::Chained;
+                let roots = policy.live_roots(super::unix_now());
+                out.push(AssetEntry { id: id.clone(), policy: policy.name.clone(), chained, roots, keys })
             }
-        }
-        if let (true, Some(spec)) = (policy.hls.contains(&Variant::Aes128), &policy.keys.envelope) {
-            classes.push(("envelope", spec));
-        }
-        let mut keys = Vec::new();
-        let mut failed = false;
-        for (class, spec) in classes {
-            match drm.resolve(&policy, id, class, spec) {
-                Ok(key) => keys.push(EntryKey { class, key }),
-                Err(e) => {
-                    tracing::warn!(asset = %id, class, error = %e, "no device licenses for this asset: key unavailable");
-                    failed = true;
-                }
-            }
-        }
-        if !failed && !keys.is_empty() {
-            keys.sort_by(|a, b| a.class.cmp(b.class));
-            out.push(AssetEntry { id: id.clone(), policy: policy.name.clone(), keys });
+            Ok(_) => {}
+            Err(e) => tracing::warn!(asset = %id, error = %e, "no device licenses for this asset: key unavailable"),
         }
     }
     out
+}
+
+/// Every content key of `asset` under `policy`, one per class (and the envelope key when HLS
+/// AES-128 is offered), sorted by class: what a direct license or a leaf holds.
+pub fn asset_keys(
+    drm: &Drm,
+    policy: &Policy,
+    asset: &crate::packaging::plan::Asset,
+) -> Result<Vec<EntryKey>, crate::drm::store::StoreError> {
+    let mut classes: Vec<(&'static str, &crate::drm::KeySpec)> = Vec::new();
+    for r in &asset.renditions {
+        let Some(t) = r.track() else { continue };
+        if let Some((class, spec)) = policy.class_of(t.kind, t.entry.height) {
+            if !classes.iter().any(|(c, _)| *c == class) {
+                classes.push((class, spec));
+            }
+        }
+    }
+    if let (true, Some(spec)) = (policy.hls.contains(&Variant::Aes128), &policy.keys.envelope) {
+        classes.push(("envelope", spec));
+    }
+    let mut keys = Vec::new();
+    for (class, spec) in classes {
+        keys.push(EntryKey { class, key: drm.resolve(policy, &asset.id, class, spec)? });
+    }
+    keys.sort_by(|a, b| a.class.cmp(b.class));
+    Ok(keys)
 }
 
 impl AssetEntry {
@@ -180,6 +195,7 @@ pub struct Planned {
 
 enum PlannedKind {
     License { entry: AssetEntry, bind: Binding, to: Jwk, period: Period },
+    Root { policy: String, version: u32, bind: Binding, to: Jwk, period: Period },
     DomainKey { domain: String, kv: u64, member: Binding, to: Jwk },
 }
 
@@ -227,6 +243,53 @@ pub fn plan_license(keys: &OriginKeys, entry: &AssetEntry, bind: &Binding, to: &
         kids: entry.kids(),
         canonical,
         kind: PlannedKind::License { entry: entry.clone(), bind: bind.clone(), to: to.clone(), period },
+    }
+}
+
+/// The root licenses a chaining holder of `ent` gets from `catalog` at `now`: one per live
+/// root-key version of every chained policy it is entitled to (and that has an asset), each
+/// valid for `period` capped by the version's end.
+pub fn plan_roots(
+    keys: &OriginKeys,
+    catalog: &[AssetEntry],
+    ent: &Entitlement,
+    bind: &Binding,
+    to: &Jwk,
+    period: Period,
+    now: i64,
+) -> Vec<(String, Planned)> {
+    let mut seen: Vec<(&str, u32)> = Vec::new();
+    let mut out = Vec::new();
+    for e in catalog.iter().filter(|e| e.chained && entitled(ent, e, now)) {
+        for r in &e.roots {
+            if seen.contains(&(e.policy.as_str(), r.version)) {
+                continue;
+            }
+            seen.push((e.policy.as_str(), r.version));
+            let p = Period { exp: period.exp.min(r.not_after), ..period };
+            if p.exp > now {
+                let rkid = super::leaf::rkid(&e.policy, r.version);
+                out.push((rkid, plan_root(keys, &e.policy, r.version, bind, to, p)));
+            }
+        }
+    }
+    out
+}
+
+/// Plans the root license of `policy` at root-key `version` for `bind`, wrapped to `to`.
+pub fn plan_root(keys: &OriginKeys, policy: &str, version: u32, bind: &Binding, to: &Jwk, period: Period) -> Planned {
+    let canonical = serde_json::to_vec(&serde_json::json!({
+        "o": "root", "v": V, "signer": keys.current().kid, "bind": bind, "to": to.thumbprint(), "pol": policy,
+        "version": version, "nbf": period.nbf, "exp": period.exp, "seq": period.seq,
+    }))
+    .unwrap_or_default();
+    Planned {
+        ih: keys.input_digest(&canonical),
+        exp: Some(period.exp),
+        asset: None,
+        kids: Vec::new(),
+        canonical: Zeroizing::new(canonical),
+        kind: PlannedKind::Root { policy: policy.into(), version, bind: bind.clone(), to: to.clone(), period },
     }
 }
 
@@ -284,6 +347,33 @@ impl Planned {
                 };
                 let payload = serde_json::to_vec(&l).map_err(|e| DeviceError::Internal(e.to_string()))?;
                 keys.sign(typ::LICENSE, &payload).map_err(internal)
+            }
+            PlannedKind::Root { policy, version, bind, to, period } => {
+                let rkid = super::leaf::rkid(policy, *version);
+                let root = keys.root_key(policy, *version);
+                let jwk = RootKey {
+                    kty: "oct".into(),
+                    kid: rkid.clone(),
+                    alg: "A256KW".into(),
+                    k: jose::b64e(root.as_ref()),
+                    ext: false,
+                };
+                let plaintext =
+                    Zeroizing::new(serde_json::to_vec(&jwk).map_err(|e| DeviceError::Internal(e.to_string()))?);
+                let jwe = jose::jwe_encrypt(&plaintext, to, Some("jwk+json"), &drbg).map_err(internal)?;
+                let l = RootLicense {
+                    v: V,
+                    pol: policy.clone(),
+                    rkid,
+                    bind: bind.clone(),
+                    nbf: period.nbf,
+                    exp: period.exp,
+                    seq: period.seq,
+                    key: jwe,
+                    ih: Some(self.ih.clone()),
+                };
+                let payload = serde_json::to_vec(&l).map_err(|e| DeviceError::Internal(e.to_string()))?;
+                keys.sign(typ::ROOT, &payload).map_err(internal)
             }
             PlannedKind::DomainKey { domain, kv, member, to } => {
                 let private = keys.domain_key(domain, *kv).map_err(internal)?;

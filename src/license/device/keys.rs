@@ -120,6 +120,13 @@ impl OriginKeys {
         jose::b64e(self.drbg(input).bytes::<16>(b"input-digest").as_ref())
     }
 
+    /// The root key of a chained `policy` at `version` (an AES-256 key wrap key): derived,
+    /// never stored, the same on every node sharing the master secret.
+    pub fn root_key(&self, policy: &str, version: u32) -> Zeroizing<[u8; 32]> {
+        let d = Drbg::new(self.master.as_ref(), b"drm-origin/root");
+        d.bytes::<32>(format!("{policy}/{version}").as_bytes())
+    }
+
     /// The private key of domain `id` at key version `kv`.
     pub fn domain_key(&self, id: &str, kv: u64) -> Result<PrivateKey, jose::JoseError> {
         let d = Drbg::new(self.master.as_ref(), b"drm-origin/domain");

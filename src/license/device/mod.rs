@@ -5,7 +5,8 @@
 //!
 //! * [`jose`]: JWS ES256, JWE ECDH-ES+A256KW/A256GCM, JWKs (P-256).
 //! * [`objects`]: the payloads (requests, certificate, license, domain key, index, export).
-//! * [`keys`]: the origin's master secret and signing keyring.
+//! * [`keys`]: the origin's master secret and signing keyring (and the derived root keys).
+//! * [`leaf`]: chained policies' leaf licenses, carried in the content (issue 11).
 //! * [`registry`]: devices, domains, members and the replay table (SQLite or PostgreSQL).
 //! * [`issue`]: which assets a device may have, and the license objects for them.
 //! * [`writer`]: the static license folder (atomic, deterministic, skipping unchanged files).
@@ -18,6 +19,7 @@
 pub mod issue;
 pub mod jose;
 pub mod keys;
+pub mod leaf;
 pub mod objects;
 pub mod registry;
 pub mod service;

@@ -21,6 +21,8 @@ pub mod typ {
     pub const LICENSE: &str = "drm-origin/license+jws";
     /// A domain's private key wrapped to one member.
     pub const DOMAIN_KEY: &str = "drm-origin/domain-key+jws";
+    /// A root license (issue 11): a chained policy's root key wrapped to a device.
+    pub const ROOT: &str = "drm-origin/root-license+jws";
     /// The signed listing of a device's (or domain's) license folder.
     pub const INDEX: &str = "drm-origin/license-index+jws";
     /// A new origin signing key, vouched for by the previous one.
@@ -46,6 +48,8 @@ pub mod path {
     pub const LEAVE: &str = "/.drm/domain/leave";
     /// Online direct license.
     pub const LICENSE: &str = "/.drm/license";
+    /// Root licenses of chained policies (acquire and renew).
+    pub const ROOT: &str = "/.drm/root";
 }
 
 /// What a device request asks for (`act`).
@@ -62,6 +66,8 @@ pub enum Act {
     Join,
     /// Leave a domain.
     Leave,
+    /// Root licenses (acquire or renew).
+    Root,
 }
 
 impl Act {
@@ -73,6 +79,7 @@ impl Act {
             Act::Reset => path::RESET,
             Act::Join => path::JOIN,
             Act::Leave => path::LEAVE,
+            Act::Root => path::ROOT,
         }
     }
 }
@@ -165,9 +172,58 @@ pub struct License {
     pub ih: Option<String>,
 }
 
+/// A root license (JWS payload): the root key of one version of a chained policy, wrapped to
+/// the bound key. A renewal is the same key with a later `exp` (and `seq`), so every leaf under
+/// that version plays again untouched.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RootLicense {
+    /// [`V`].
+    pub v: u32,
+    /// Policy name.
+    pub pol: String,
+    /// Root-key id (`{policy}.{version}`), the `kid` of a leaf's recipient.
+    pub rkid: String,
+    /// Who may open it.
+    pub bind: Binding,
+    /// Not before.
+    pub nbf: i64,
+    /// Expiry: the leaves it opens stop playing after it.
+    pub exp: i64,
+    /// Validity period index (rollback check).
+    pub seq: i64,
+    /// JWE (ECDH-ES+A256KW, A256GCM) to the bound key; payload: [`RootKey`].
+    pub key: String,
+    /// Input digest (as in [`License`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ih: Option<String>,
+}
+
+/// The root key inside a root license: an `A256KW` JWK (WebCrypto imports it non-extractable).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RootKey {
+    /// `oct`.
+    pub kty: String,
+    /// The root-key id.
+    pub kid: String,
+    /// `A256KW`.
+    pub alg: String,
+    /// The key, base64url of 32 bytes.
+    pub k: String,
+    /// `false`: not to be exported by a browser.
+    pub ext: bool,
+}
+
+impl std::fmt::Debug for RootKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RootKey").field("kid", &self.kid).finish_non_exhaustive()
+    }
+}
+
 /// The content keys inside a license: a ClearKey JSON Web Key set (EME §9.1.4) plus each key's
 /// class, and the asset again (authenticated by GCM).
-#[derive(Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeySet {
     /// Asset id.
@@ -371,7 +427,7 @@ mod tests {
         assert!(serde_json::from_str::<DeviceRequest>(ok).is_ok());
         let extra = r#"{"v":1,"act":"reset","dev":"x","gen":1,"iat":0,"jti":"j","aud":"/","admin":true}"#;
         assert!(serde_json::from_str::<DeviceRequest>(extra).is_err());
-        let bad_act = r#"{"v":1,"act":"root","dev":"x","iat":0,"jti":"j","aud":"/"}"#;
+        let bad_act = r#"{"v":1,"act":"renew","dev":"x","iat":0,"jti":"j","aud":"/"}"#;
         assert!(serde_json::from_str::<DeviceRequest>(bad_act).is_err());
     }
 

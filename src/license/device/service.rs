@@ -403,6 +403,47 @@ impl Devices {
         Ok(ok(json!({"license": license, "path": format!("{folder}/a/{asset}.lic")})))
     }
 
+    /// `POST /.drm/root` (issue 11): the root licenses of every chained policy the token
+    /// entitles to, bound to the device, for the current period (the same bytes as the period's
+    /// static files); the entitlement snapshot is refreshed, so this is also the renewal: the
+    /// same root key with a later `exp`.
+    pub async fn root(
+        self: &Arc<Self>,
+        claims: Option<Result<Claims, Denied>>,
+        request: &str,
+        drm: &Drm,
+        catalog: Arc<Vec<AssetEntry>>,
+    ) -> Result<Answer, DeviceError> {
+        let (jws, r) = self.parse_request(request, Act::Root)?;
+        let claims = claims.unwrap_or(Err(Denied::Unauthorized("missing_token"))).map_err(DeviceError::Token)?;
+        let v = drm
+            .verifier
+            .as_ref()
+            .ok_or(DeviceError::Token(Denied::Unauthorized("no_token_verification_configured")))?;
+        let subject = Self::subject(&claims)?;
+        let d = self.authenticate(&jws, &r, Some(&subject)).await?;
+        let ent = self.entitlement(v, &claims, drm);
+        let now = unix_now();
+        let gen = r.gen.unwrap_or(d.gen);
+        let bind = issue::device_binding(&d);
+        let period = issue::period(now, self.settings.direct_ttl_secs, ent.until)
+            .ok_or(DeviceError::Token(Denied::Forbidden("entitlement_expired")))?;
+        let planned = issue::plan_roots(&self.keys, &catalog, &ent, &bind, &d.enc, period, now);
+        if planned.is_empty() {
+            return Err(DeviceError::Token(Denied::Forbidden("not_entitled")));
+        }
+        let d = self.registry.refresh(&d.id, gen, ent, self.replay(&r)).await?;
+        let mut roots = Vec::new();
+        for (_, p) in &planned {
+            roots.push(Value::String(p.build(&self.keys)?));
+        }
+        self.metrics.licenses.fetch_add(1, Relaxed);
+        let domains = self.registry.domains_of(&d.id).await.unwrap_or_default();
+        let me = self.clone();
+        tokio::spawn(async move { me.write_device_folder(d, domains, catalog).await });
+        Ok(ok(json!({"roots": roots})))
+    }
+
     /// `POST /.drm/device/reset`: by the device (signed request) or its owner (token + id).
     pub async fn reset(
         self: &Arc<Self>,

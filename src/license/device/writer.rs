@@ -5,6 +5,7 @@
 //!   v1/keys.json                                   origin JWKS + key announcements
 //!   v1/d/{device}/{gen}/index.json                 signed listing, written last
 //!   v1/d/{device}/{gen}/a/{asset}.lic              direct licenses bound to the device
+//!   v1/d/{device}/{gen}/root/{policy}.{ver}.rlic   root licenses of chained policies (issue 11)
 //!   v1/m/{domain}/{kv}/index.json
 //!   v1/m/{domain}/{kv}/a/{asset}.lic               licenses bound to the domain key
 //!   v1/m/{domain}/{kv}/k/{device}.dkey             the domain key wrapped to each member
@@ -372,11 +373,21 @@ impl Writer {
         let bind = issue::device_binding(dev);
         let mut planned = Vec::new();
         if let Some(p) = issue::period(now, ttl_secs, dev.entitlement.until) {
+            // A chaining device gets the roots of chained policies instead of their assets'
+            // licenses; a device that cannot chain gets direct licenses for them (legacy fallback).
             for entry in catalog.iter().filter(|e| issue::entitled(&dev.entitlement, e, now)) {
+                if entry.chained && dev.chain {
+                    continue;
+                }
                 planned.push((
                     format!("{folder}/a/{}.lic", entry.id),
                     issue::plan_license(keys, entry, &bind, &dev.enc, p),
                 ));
+            }
+            if dev.chain {
+                for (rkid, plan) in issue::plan_roots(keys, catalog, &dev.entitlement, &bind, &dev.enc, p, now) {
+                    planned.push((format!("{folder}/root/{rkid}.rlic"), plan));
+                }
             }
         }
         let listed = domains

@@ -23,7 +23,13 @@ fn entry(id: &str, seed: u8) -> AssetEntry {
         class,
         key: Arc::new(ContentKey { name: class.into(), kid: KeyId([n; 16]), key: Key::new([n.wrapping_add(100); 16]) }),
     };
-    AssetEntry { id: id.into(), policy: "p".into(), keys: vec![k("audio", seed), k("video", seed + 1)] }
+    AssetEntry {
+        id: id.into(),
+        policy: "p".into(),
+        chained: false,
+        roots: Vec::new(),
+        keys: vec![k("audio", seed), k("video", seed + 1)],
+    }
 }
 
 fn device(seed: &str) -> (DeviceRecord, PrivateKey) {
