@@ -384,15 +384,24 @@ impl Client {
         // A leaf in the init segment (chained policy): open it with a held or fetched root. A
         // device without a root for it (it registered without chaining) falls back to a direct
         // license; any other refusal (an expired root) stands.
-        let leaf = if license_text.is_none() { crate::license::device::leaf::from_pssh(&prot.init) } else { None };
+        // A root license given with --license is used alone (and never falls back).
+        let given_root = license_text.filter(|t| jose::Jws::parse(t.trim()).is_ok_and(|j| j.header.typ == typ::ROOT));
+        let leaf = if license_text.is_none() || given_root.is_some() {
+            crate::license::device::leaf::from_pssh(&prot.init)
+        } else {
+            None
+        };
+        if given_root.is_some() && leaf.is_none() {
+            return Err(ClientError::refused("no_leaf", "a root license was given but the content carries no leaf"));
+        }
         let mut chained = None;
         if let Some(l) = leaf {
-            match self.chained_keys(&l).await {
+            match self.chained_keys(&l, given_root).await {
                 Ok((keys, info)) => {
                     check_kids(&keys, &needed)?;
                     chained = Some((keys, info));
                 }
-                Err(ClientError::Refused { reason: "no_root", .. }) => {}
+                Err(ClientError::Refused { reason: "no_root", .. }) if given_root.is_none() => {}
                 Err(e) => return Err(e),
             }
         }
@@ -482,13 +491,28 @@ impl Client {
 
     /// The content keys of a leaf: a held root for one of its root-key ids (fetched from the
     /// static folder when none is held) opens it, after every check of the root.
-    async fn chained_keys(&mut self, leaf_bytes: &[u8]) -> Result<(Keys, Value), ClientError> {
-        let leaf = Leaf::parse(leaf_bytes).map_err(|e| ClientError::refused("malformed", e.to_string()))?;
+    async fn chained_keys(&mut self, leaf_bytes: &[u8], given: Option<&str>) -> Result<(Keys, Value), ClientError> {
+        let leaf = Leaf::parse(leaf_bytes).map_err(|e| ClientError::refused("malformed_leaf", e.to_string()))?;
         let rkids = leaf.rkids();
         let enc = self.store.key("enc")?;
         let mut last = ClientError::refused("no_root", format!("no root license for {}", rkids.join(", ")));
         for attempt in 0..2 {
-            for text in self.store.licenses() {
+            let held = match given {
+                // Every check, and its reason, on the one root given.
+                Some(t) => {
+                    self.verified(t, typ::ROOT).await?;
+                    let r = verify::parse_root(&self.store.state, t)?;
+                    if !rkids.contains(&r.rkid) {
+                        return Err(ClientError::refused(
+                            "wrong_root",
+                            format!("root {} does not open this leaf (wrapped under {})", r.rkid, rkids.join(", ")),
+                        ));
+                    }
+                    vec![t.trim().to_owned()]
+                }
+                None => self.store.licenses(),
+            };
+            for text in held {
                 let Ok(r) = verify::parse_root(&self.store.state, &text) else { continue };
                 if !rkids.contains(&r.rkid) {
                     continue;
@@ -506,7 +530,7 @@ impl Client {
                     Err(e) => last = e,
                 }
             }
-            if attempt == 0 {
+            if attempt == 0 && given.is_none() {
                 // Nothing held opens it: pick up this device's roots from the static folder (a
                 // failure there leaves `last` as the answer).
                 let _ = self.fetch_roots(None).await;

@@ -241,3 +241,122 @@ def test_non_chaining_device_gets_direct_licenses(tmp_path):
         judge(out, "legacy direct license on chained content")
     finally:
         s.close()
+
+
+def flip(text, part, index=10):
+    """One bit flipped in part `part` of a compact JWS."""
+    parts = text.strip().split(".")
+    raw = bytearray(du.b64d(parts[part]))
+    raw[index % len(raw)] ^= 0x01
+    parts[part] = base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode()
+    return ".".join(parts)
+
+
+def with_leaf(init, leaf):
+    """The init segment with its chain pssh carrying `leaf` (a dict) instead: the pssh box is
+    rebuilt and its moov's size fixed, so only the leaf differs."""
+    new = json.dumps(leaf, separators=(",", ":")).encode()
+    at = init.find(CHAIN_ID)
+    start = at - 12
+    size = int.from_bytes(init[start:start + 4], "big")
+    n = int.from_bytes(init[at + 16:at + 20], "big")
+    body = init[start + 8:start + 12] + CHAIN_ID + init[at + 16:at + 20 + 16 * n] + len(new).to_bytes(4, "big") + new
+    box = (8 + len(body)).to_bytes(4, "big") + b"pssh" + body
+    out = init[:start] + box + init[start + size:]
+    moov = out.find(b"moov") - 4
+    msize = int.from_bytes(out[moov:moov + 4], "big") + len(box) - size
+    return out[:moov] + msize.to_bytes(4, "big") + out[moov + 4:]
+
+
+def mirror(s, name, manifest, root, change_leaf):
+    """A copy of one asset's DASH presentation under `root`/`name` (as a CDN would hold it), with
+    `change_leaf(leaf)` applied to the leaf of every init segment."""
+    url = s.origin.url(f"/{name}/{manifest}")
+    dst = root / name
+    dst.mkdir(parents=True)
+    (dst / manifest).write_bytes(fetch_ok(url))
+    for r in dash_renditions(parse_mpd(fetch_manifest(url, "application/dash+xml")), url):
+        for u in [r.init_url, *r.segment_urls]:
+            rel = u.split(f"/{name}/", 1)[1].split("?")[0]
+            body = fetch_ok(u)
+            if u == r.init_url:
+                body = with_leaf(body, change_leaf(leaf_of_init(body)))
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            (dst / rel).write_bytes(body)
+
+
+def test_chaining_refusals(tmp_path):
+    """Each refusal with its reason: a tampered leaf (ciphertext, header), a leaf naming another
+    policy, a root with a flipped signature bit, a root for another device, a root of another
+    key; the untouched leaf and root still play (so each case fails for its own reason)."""
+    s = ChainStack(tmp_path)
+    try:
+        a, _ = s.register("victim", "vic")
+        b, _ = s.register("other", "oscar")
+        du.client(a, "fetch-root")
+        du.client(b, "fetch-root")
+        dev = lambda st: json.loads(Path(st, "device.json").read_text())["device_id"]
+        root_of = lambda st: (s.public / "v1" / "d" / dev(st) / "1" / "root" / "chain.1.rlic").read_text().strip()
+        good_root = root_of(a)
+        header, payload = du.unverified(good_root)
+        pem = s.tmp / "state" / "origin-signing.pem"
+
+        def header_changed(leaf, **changes):
+            h = json.loads(du.b64d(leaf["protected"]))
+            h.update(changes)
+            leaf = dict(leaf)
+            leaf["protected"] = base64.urlsafe_b64encode(json.dumps(h).encode()).rstrip(b"=").decode()
+            return leaf
+
+        def ct_flipped(leaf):
+            leaf = dict(leaf)
+            c = leaf["ciphertext"]
+            leaf["ciphertext"] = ("B" if c[5] == "A" else "A").join([c[:5], c[6:]])
+            return leaf
+
+        mirrors = tmp_path / "mirror"
+        for label, change in [("intact", lambda l: l), ("ciphertext", ct_flipped),
+                              ("asset", lambda l: header_changed(l, asset="two")),
+                              ("policy", lambda l: header_changed(l, pol="other"))]:
+            mirror(s, "one", "manifest.mpd", mirrors / label, change)
+        cdn = Nginx.static(mirrors)
+        try:
+            url = lambda label: cdn.url(f"/{label}/one/manifest.mpd")
+            out = tmp_path / "x.mp4"
+            roots = {
+                "flipped signature": flip(good_root, 2),
+                "another device's root": root_of(b),
+                "another root key": du.resign({**payload, "rkid": "other.1"}, header, pem),
+                "resigned for another generation": du.resign({**payload, "bind": {**payload["bind"], "gen": 2}},
+                                                             header, pem),
+            }
+            cases = [
+                ("ciphertext", None, "cannot_unwrap_leaf"),
+                ("asset", None, "cannot_unwrap_leaf"),
+                ("policy", None, "wrong_policy"),
+                ("intact", "flipped signature", "bad_signature"),
+                ("intact", "another device's root", "wrong_device"),
+                ("intact", "another root key", "wrong_root"),
+                ("intact", "resigned for another generation", "stale_generation"),
+            ]
+            failures = []
+            for label, root, reason in cases:
+                args = ["decrypt", url(label), "-o", out]
+                if root:
+                    f = tmp_path / "given.rlic"
+                    f.write_text(roots[root])
+                    args += ["--license", f]
+                rc, _, err = du.client(a, *args, check=False)
+                if rc == 0 or not du.refused(err, reason):
+                    failures.append(f"{label}/{root}: want {reason}, rc={rc} {err.strip().splitlines()[-1:]}")
+            assert not failures, "\n".join(failures)
+            # The untouched mirror plays, with the held root and with the good root given.
+            for extra in ([], ["--license", tmp_path / "good.rlic"]):
+                (tmp_path / "good.rlic").write_text(good_root)
+                _, summary, _ = du.client(a, "decrypt", url("intact"), "-o", out, *extra)
+                assert summary["path"] == "chained", summary
+            judge(out, "mirrored chained content")
+        finally:
+            cdn.close()
+    finally:
+        s.close()
