@@ -112,6 +112,8 @@ pub enum PlayerFile {
     App,
     /// shaka-player's compiled library (read from `player.script`).
     Shaka,
+    /// The browser device client (license chaining, issue 11; embedded).
+    Device,
 }
 
 /// Why a path was refused.
@@ -161,6 +163,7 @@ pub fn parse(path: &str) -> Result<Route, RouteError> {
     }
     match rest {
         ".player/app.js" => return Ok(Route::PlayerFile(PlayerFile::App)),
+        ".player/device.js" => return Ok(Route::PlayerFile(PlayerFile::Device)),
         ".player/shaka-player.js" => return Ok(Route::PlayerFile(PlayerFile::Shaka)),
         _ => {}
     }
