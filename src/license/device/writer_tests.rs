@@ -214,3 +214,43 @@ fn secrets_stay_out_of_debug_output() {
     keys.0.insert(KeyId([1; 16]), (Key::new([0xab; 16]), "video".into()));
     assert!(!format!("{keys:?}").contains("abab"));
 }
+
+#[test]
+fn chaining_devices_get_roots_others_direct_licenses() {
+    use crate::drm::RootKeyVersion;
+    let k = keys();
+    let v1 = RootKeyVersion { version: 1, not_before: 0, not_after: NOW + 3600 };
+    let v2 = RootKeyVersion { version: 2, not_before: NOW - 60, not_after: i64::MAX };
+    let chained = |id: &str, seed: u8| AssetEntry { chained: true, roots: vec![v1, v2], ..entry(id, seed) };
+    let catalog = vec![chained("x", 1), chained("y", 3), entry("d", 7)];
+    let (mut dev, enc) = device("chain");
+    dev.chain = true;
+    let w = Writer::open(&dir(), false).unwrap();
+    let r = w.write_device(&k, &dev, &[], &catalog, NOW, TTL).unwrap();
+    let folder = device_folder(&dev.id, 1);
+    let names: Vec<String> = files(&w).into_iter().map(|(p, _)| p).filter(|p| p.starts_with(&folder)).collect();
+    let want: Vec<String> =
+        ["a/d.lic", "index.json", "root/p.1.rlic", "root/p.2.rlic"].iter().map(|n| format!("{folder}/{n}")).collect();
+    assert_eq!(names, want, "one root per live version, no licenses for chained assets");
+    assert_eq!(r.written, 4);
+    assert_eq!(w.write_device(&k, &dev, &[], &catalog, NOW + 60, TTL).unwrap().written, 0, "rerun writes nothing");
+    // The root opens with the device key and yields the derived root key; version 1's expiry is
+    // capped by the version's end.
+    let mut state = State { device_id: dev.id.clone(), gen: 1, ..State::default() };
+    state.trusted_keys.insert(k.current().kid.clone(), k.current().key.public().to_json());
+    for (v, exp) in [(1u32, NOW + 3600), (2, issue::period(NOW, TTL, i64::MAX).unwrap().exp)] {
+        let text = std::fs::read_to_string(w.public_root().join(format!("{folder}/root/p.{v}.rlic"))).unwrap();
+        let (root, key) = verify::open_root(&mut state, &text, &enc, NOW, 0).unwrap();
+        assert_eq!((root.rkid.as_str(), root.exp), (format!("p.{v}").as_str(), exp));
+        assert_eq!(*key, *k.root_key("p", v));
+        assert!(
+            verify::open_root(&mut state, &text, &enc, exp + 1, 0).is_err_and(|e| e.reason() == Some("root_expired"))
+        );
+    }
+    // A device that cannot chain gets the direct licenses of the same assets (legacy fallback).
+    let (plain, _) = device("plain");
+    w.write_device(&k, &plain, &[], &catalog, NOW, TTL).unwrap();
+    let f = device_folder(&plain.id, 1);
+    let names: Vec<String> = files(&w).into_iter().map(|(p, _)| p).filter(|p| p.starts_with(&f)).collect();
+    assert_eq!(names, ["a/d.lic", "a/x.lic", "a/y.lic", "index.json"].map(|n| format!("{f}/{n}")));
+}
