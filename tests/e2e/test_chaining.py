@@ -185,6 +185,9 @@ def test_root_key_rollover_with_overlap(tmp_path):
     try:
         store, _ = s.register("roller", "rolf")
         init1 = snapshot(s, "one")
+        # What a CDN still holds of the content packaged under version 1 alone.
+        cached = tmp_path / "cdn"
+        mirror(s, "one", "manifest.mpd", cached, lambda leaf: leaf)
         rk = lambda snap: [r["header"]["kid"] for r in leaf_of_init(next(v for k, v in snap.items() if k.endswith(".mp4")))["recipients"]]
         assert rk(init1) == ["chain.1"]
 
@@ -206,6 +209,28 @@ def test_root_key_rollover_with_overlap(tmp_path):
         _, summary, _ = du.client(store, "decrypt", s.origin.url("/one/manifest.mpd"), "-o", out)
         assert summary["rkid"] == "chain.1", summary
         judge(out, "overlap, old root")
+
+        # During the overlap both packagings play: a device registered now holds a root of each
+        # live version; root 1 alone opens the content packaged before the overlap (leaf chain.1
+        # only, from the CDN's copy), root 2 alone opens the content packaged now.
+        late, _ = s.register("late", "lara")
+        folder = s.public / "v1" / "d" / json.loads(Path(late, "device.json").read_text())["device_id"] / "1" / "root"
+        deadline = time.time() + 20
+        while not all((folder / f"chain.{v}.rlic").exists() for v in (1, 2)):
+            assert time.time() < deadline, f"no root of each live version in {folder}"
+            time.sleep(0.3)
+        cdn = Nginx.static(cached)
+        try:
+            for version, url in ((1, cdn.url("/one/manifest.mpd")), (2, s.origin.url("/one/manifest.mpd"))):
+                out = tmp_path / f"overlap-root{version}.mp4"
+                _, summary, _ = du.client(late, "decrypt", url, "-o", out, "--license", folder / f"chain.{version}.rlic")
+                assert (summary["path"], summary["rkid"]) == ("chained", f"chain.{version}"), summary
+                judge(out, f"overlap, content of root {version}, that root alone")
+            rc, _, err = du.client(late, "decrypt", cdn.url("/one/manifest.mpd"), "-o", tmp_path / "x.mp4",
+                                   "--license", folder / "chain.2.rlic", check=False)
+            assert rc != 0, "root 2 must not open a leaf made for version 1 alone"
+        finally:
+            cdn.close()
 
         init1 = overlap
         retired = reload(f"root_keys = [{{ version = 1, not_after = {now - 10} }}, {{ version = 2, not_before = {now - 60} }}]")
