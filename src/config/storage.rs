@@ -121,3 +121,49 @@ fn s3(raw: &Raw, env: &dyn Fn(&str) -> Option<String>, errors: &mut Vec<String>)
 pub(super) fn folder(raw: &Raw, overridden: Option<PathBuf>) -> PathBuf {
     overridden.or(raw.storage.dir.clone()).unwrap_or_else(|| PathBuf::from("assets"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str, env: &[(&str, &str)]) -> (Storage, Vec<String>) {
+        let raw: Raw = toml::from_str(text).unwrap();
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let lookup = move |var: &str| env.iter().find(|(k, _)| k == var).map(|(_, v)| v.clone());
+        let mut errors = Vec::new();
+        (build(&raw, &lookup, &mut errors), errors)
+    }
+
+    #[test]
+    fn the_folder_stays_the_default() {
+        let (s, e) = parse("[storage]\ndir = \"media\"\n", &[]);
+        assert!(matches!(s, Storage::Folder) && e.is_empty(), "{e:?}");
+        let (_, e) = parse("[storage]\nbucket = \"media\"\n", &[]);
+        assert!(e.iter().any(|e| e.starts_with("storage.bucket: belongs to backend")), "{e:?}");
+    }
+
+    #[test]
+    fn s3_settings_and_credentials_from_the_environment() {
+        let text =
+            "[storage]\nbackend = \"s3\"\nbucket = \"media\"\nprefix = \"vod\"\nendpoint = \"http://127.0.0.1:9000\"\n";
+        let (s, e) = parse(text, &[("AWS_ACCESS_KEY_ID", "id"), ("AWS_SECRET_ACCESS_KEY", "s3cr3t-value")]);
+        let Storage::S3(s) = s else { panic!("{e:?}") };
+        assert_eq!((s.bucket.as_str(), s.prefix.as_str(), s.region.as_str()), ("media", "vod/", "us-east-1"));
+        assert_eq!(s.credentials.as_ref().map(|c| c.key_id.as_str()), Some("id"));
+        assert_eq!((s.cache_bytes, s.chunk_bytes), (DEFAULT_CACHE_BYTES, DEFAULT_CHUNK_BYTES));
+        assert!(!format!("{s:?}").contains("s3cr3t-value"));
+    }
+
+    #[test]
+    fn s3_errors_are_all_reported_without_the_secret() {
+        let text = "[storage]\nbackend = \"s3\"\nbucket = \"No_Such\"\nendpoint = \"ftp://x\"\n\
+                    secret_access_key = \"s3cr3t-value\"\nchunk_bytes = 10\ntimeout_ms = 0\n";
+        let raw: Raw = toml::from_str(text).unwrap();
+        assert!(!format!("{raw:?}").contains("s3cr3t-value"));
+        let (_, e) = parse(text, &[]);
+        assert_eq!(e.len(), 5, "{e:?}");
+        assert!(e.iter().all(|e| !e.contains("s3cr3t-value")), "{e:?}");
+        let (_, e) = parse("[storage]\nbackend = \"nfs\"\n", &[]);
+        assert!(e.iter().any(|e| e.contains("'nfs'")), "{e:?}");
+    }
+}
