@@ -7,8 +7,7 @@ use anyhow::Context;
 use drm_origin::config::{Config, Overrides, Storage};
 use drm_origin::http::tls::Certificates;
 use drm_origin::http::{server, App, HttpSettings};
-use drm_origin::storage::s3::Bucket;
-use drm_origin::storage::{Store, StoreSettings};
+use drm_origin::storage::StoreSettings;
 
 use super::config_path;
 
@@ -30,13 +29,7 @@ pub fn serve(assets: Option<PathBuf>, config: Option<PathBuf>, listen: Option<St
             stable_after: cfg.stable_after,
             base_url: base_url.clone(),
         };
-        let store = Arc::new(match &cfg.storage {
-            Storage::Folder => Store::new(cfg.assets_dir.clone(), settings),
-            Storage::S3(s3) => {
-                let bucket = Bucket::open(s3).map_err(anyhow::Error::msg)?;
-                Store::bucket(Arc::new(bucket), settings)
-            }
-        });
+        let store = Arc::new(super::open_store(&cfg, settings)?);
         let app = Arc::new(App::new(
             store.clone(),
             HttpSettings {

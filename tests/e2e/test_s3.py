@@ -16,6 +16,7 @@ Asserted, with nothing lost:
 * playback in Chromium through nginx; node A killed during a wrk run through nginx.
 """
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ASSETS, ROOT, Origin
+from conftest import ASSETS, BIN, ROOT, Origin
 from http_util import parse_mpd, wait_for
 from services import Nginx, Postgres, S3Server, TcpProxy
 from test_scale import all_paths, get, wait_ready
@@ -109,7 +110,7 @@ def stack(tmp_path_factory):
         local = Origin(local_assets, config=local_config(work), env={"DRM_ORIGIN_TEST_PG": pg.url})
         nginx = Nginx.cache([n.base_url.removeprefix("http://") for n in nodes])
         yield {"s3": s3, "proxy": proxy, "pg": pg, "a": nodes[0], "b": nodes[1], "local": local,
-               "nginx": nginx, "work": work, "indexing_bytes": indexing_bytes}
+               "nginx": nginx, "work": work, "indexing_bytes": indexing_bytes, "env": env}
     finally:
         if nginx:
             nginx.close()
@@ -133,6 +134,17 @@ def test_indexing_reads_boxes_not_whole_objects(stack):
     # The credentials never reach the log.
     for n in (a, b):
         assert S3Server.SECRET not in n.log()
+
+
+def test_check_command_lists_the_bucket(stack):
+    """`drm-origin check` with the nodes' configuration indexes the bucket, not a folder."""
+    cfg = stack["work"] / "a.toml"
+    r = subprocess.run([str(BIN), "check", "--config", str(cfg)], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, **stack["env"]})
+    assert r.returncode == 0, r.stdout + r.stderr
+    for asset in ASSET_IDS + ["cold"]:
+        assert f"asset {asset}:" in r.stdout, r.stdout
+    assert S3Server.SECRET not in r.stdout + r.stderr
 
 
 def test_nodes_over_the_bucket_are_byte_identical_to_each_other_and_to_local_files(stack):
