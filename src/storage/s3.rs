@@ -54,7 +54,7 @@ pub struct S3Settings {
     pub endpoint: Option<String>,
     /// Region (signing scope).
     pub region: String,
-    /// Credentials (`None`: the client's defaults, e.g. instance metadata).
+    /// Credentials (`None`: unsigned requests, for a public bucket; no instance-metadata lookup).
     pub credentials: Option<Credentials>,
     /// Byte budget of the chunk cache (sample data read ahead and kept).
     pub cache_bytes: u64,
