@@ -14,7 +14,7 @@ use std::io;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -25,6 +25,9 @@ use object_store::client::{
 };
 use object_store::path::Path as ObjectPath;
 use object_store::{BackoffConfig, GetOptions, GetRange, ObjectStore, RetryConfig};
+
+/// Single-flight stripes of the chunk cache.
+const STRIPES: usize = 256;
 
 /// Access key pair; `Debug` shows the key id only.
 #[derive(Clone)]
@@ -103,6 +106,10 @@ pub struct Bucket {
     timeout: Duration,
     chunk: u64,
     chunks: moka::sync::Cache<(u64, u64), Bytes>,
+    /// Single flight for chunk runs: concurrent misses of one run wait for one GET. Each stripe
+    /// remembers its last failure, so waiters behind a failed GET fail at once instead of
+    /// queueing one deadline each.
+    inflight: Vec<std::sync::Mutex<Option<Instant>>>,
     /// Traffic counters.
     pub traffic: Traffic,
 }
@@ -167,6 +174,7 @@ impl Bucket {
             chunk: s.chunk_bytes.max(4096),
             chunks,
             traffic: Traffic::default(),
+            inflight: (0..STRIPES).map(|_| std::sync::Mutex::new(None)).collect(),
         })
     }
 
@@ -270,15 +278,8 @@ impl Bucket {
             }
             let (Some((c0, _)), Some((c1, _))) = (have.get(i), have.get(j)) else { break };
             let (c0, c1) = (*c0, *c1);
-            let start = c0.saturating_mul(self.chunk);
-            let stop = c1.saturating_add(1).saturating_mul(self.chunk).min(size);
-            let run = self.fetch(key, etag, start..stop, Purpose::Data)?;
-            for c in c0..=c1 {
-                let a = usize::try_from(c.saturating_sub(c0).saturating_mul(self.chunk)).unwrap_or(usize::MAX);
-                let b = a.saturating_add(usize::try_from(self.chunk).unwrap_or(usize::MAX)).min(run.len());
-                let piece = run.get(a..b).map(|_| run.slice(a..b)).ok_or(io::ErrorKind::UnexpectedEof)?;
-                self.traffic.chunk_misses.fetch_add(1, Ordering::Relaxed);
-                self.chunks.insert((id, c), piece.clone());
+            let pieces = on_blocking_thread(|| self.fill(id, key, etag, size, c0, c1))?;
+            for (c, piece) in (c0..=c1).zip(pieces) {
                 if let Some(slot) = have.get_mut(usize::try_from(c.saturating_sub(first)).unwrap_or(usize::MAX)) {
                     slot.1 = Some(piece);
                 }
@@ -314,6 +315,50 @@ impl Bucket {
         Ok(Bytes::from(out))
     }
 
+    /// Chunks `c0..=c1` of an object, fetched with one GET unless a concurrent request for the
+    /// same run fetched them while this one waited its turn.
+    fn fill(&self, id: u64, key: &str, etag: &str, size: u64, c0: u64, c1: u64) -> io::Result<Vec<Bytes>> {
+        let waiting_since = Instant::now();
+        let h = super::fnv1a(&[&id.to_be_bytes(), &c0.to_be_bytes(), &c1.to_be_bytes()]);
+        let stripe = usize::try_from(h % STRIPES as u64).ok().and_then(|i| self.inflight.get(i));
+        let mut guard = stripe.map(|m| m.lock().unwrap_or_else(|p| p.into_inner()));
+        if let Some(failed) = guard.as_deref().copied().flatten() {
+            if failed >= waiting_since {
+                self.traffic.errors.fetch_add(1, Ordering::Relaxed);
+                return Err(io::Error::other(format!("object storage read of {key}: the same read just failed")));
+            }
+        }
+        let cached: Vec<Bytes> = (c0..=c1).filter_map(|c| self.chunks.get(&(id, c))).collect();
+        if u64::try_from(cached.len()).ok() == Some(c1.saturating_sub(c0).saturating_add(1)) {
+            self.traffic.chunk_hits.fetch_add(u64::try_from(cached.len()).unwrap_or(0), Ordering::Relaxed);
+            return Ok(cached);
+        }
+        let start = c0.saturating_mul(self.chunk);
+        let stop = c1.saturating_add(1).saturating_mul(self.chunk).min(size);
+        let run = match self.fetch(key, etag, start..stop, Purpose::Data) {
+            Ok(run) => run,
+            Err(e) => {
+                if let Some(g) = guard.as_deref_mut() {
+                    *g = Some(Instant::now());
+                }
+                return Err(e);
+            }
+        };
+        if let Some(g) = guard.as_deref_mut() {
+            *g = None;
+        }
+        let mut out = Vec::new();
+        for c in c0..=c1 {
+            let a = usize::try_from(c.saturating_sub(c0).saturating_mul(self.chunk)).unwrap_or(usize::MAX);
+            let b = a.saturating_add(usize::try_from(self.chunk).unwrap_or(usize::MAX)).min(run.len());
+            let piece = run.get(a..b).map(|_| run.slice(a..b)).ok_or(io::ErrorKind::UnexpectedEof)?;
+            self.traffic.chunk_misses.fetch_add(1, Ordering::Relaxed);
+            self.chunks.insert((id, c), piece.clone());
+            out.push(piece);
+        }
+        Ok(out)
+    }
+
     /// Runs `fut` on the storage runtime and waits at most `deadline` for it. Blocking: on a
     /// worker of a multi-threaded runtime the wait is announced with `block_in_place`.
     fn run<T, F>(&self, fut: F, deadline: Duration) -> Result<T, String>
@@ -337,6 +382,15 @@ impl Bucket {
             _ => wait(),
         };
         got.unwrap_or_else(|_| Err(format!("no answer within {} ms", deadline.as_millis())))
+    }
+}
+
+/// Runs `f`, which may block (a lock, a storage read), announcing it with `block_in_place` on a
+/// worker of a multi-threaded runtime so the worker's other tasks move elsewhere.
+fn on_blocking_thread<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 

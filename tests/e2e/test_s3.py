@@ -266,6 +266,20 @@ def test_slow_s3_misses_fail_fast_and_recover(stack):
     assert wait_for(lambda: get(a.base_url, miss).status == 200, timeout=30), a.log()[-2000:]
 
 
+def test_concurrent_misses_share_one_fetch(stack):
+    """Twelve requests at once for a segment node B never read: the chunks are fetched once
+    (single flight), not once per request."""
+    import concurrent.futures
+    b = stack["b"]
+    seg = [p for p in cold_paths(b, asset="slow") if p.endswith(".m4s")][0]
+    d0 = metric(b, "origin_storage_data_bytes_total")
+    with concurrent.futures.ThreadPoolExecutor(max_workers=12) as ex:
+        rs = list(ex.map(lambda _: get(b.base_url, seg), range(12)))
+    assert all(r.status == 200 for r in rs) and len({r.body for r in rs}) == 1, [r.status for r in rs]
+    fetched = metric(b, "origin_storage_data_bytes_total") - d0
+    assert 0 < fetched <= len(rs[0].body) + 2 * 65536, (fetched, len(rs[0].body))
+
+
 def test_plays_through_nginx_in_chromium(stack):
     nginx = stack["nginx"]
     page = f"{nginx.base_url}/player/multi?protocol=dash&variant=cenc&autoplay=1"
