@@ -39,6 +39,9 @@ pub fn check(assets: Option<PathBuf>, config: Option<PathBuf>) -> anyhow::Result
     if !cfg.demo_material.is_empty() {
         out.push(format!("warning: {} hold the shipped DEMO keys/secret (public)", cfg.demo_material.join(", ")));
     }
+    if matches!(cfg.storage, drm_origin::config::Storage::S3(_)) {
+        return check_bucket(&cfg, out, errors);
+    }
     let dir = &cfg.assets_dir;
     if !dir.is_dir() {
         out.push(format!("error: {}: the asset folder does not exist", dir.display()));
@@ -67,9 +70,25 @@ pub fn check(assets: Option<PathBuf>, config: Option<PathBuf>) -> anyhow::Result
         },
     );
     store.rescan();
+    Ok(finish(&cfg, &store, &dir.display().to_string(), out, errors))
+}
+
+/// `[storage] backend = "s3"`: the bucket is listed and every object indexed, as `serve` would.
+fn check_bucket(cfg: &Config, mut out: Vec<String>, mut errors: usize) -> anyhow::Result<bool> {
+    let store = super::open_store(cfg, super::offline_settings(cfg))?;
+    let place = store.describe();
+    if !store.rescan() {
+        out.push(format!("error: {place}: cannot list the bucket (unreachable, access denied or no such bucket)"));
+        errors = errors.saturating_add(1);
+    }
+    Ok(finish(cfg, &store, &place, out, errors))
+}
+
+/// Every asset's lines and the verdict; `true` when nothing is wrong.
+fn finish(cfg: &Config, store: &Store, place: &str, mut out: Vec<String>, mut errors: usize) -> bool {
     let lib = store.library();
     if lib.assets.is_empty() {
-        out.push(format!("warning: {}: no assets", dir.display()));
+        out.push(format!("warning: {place}: no assets"));
     }
     for (id, state) in &lib.assets {
         match state {
@@ -82,7 +101,7 @@ pub fn check(assets: Option<PathBuf>, config: Option<PathBuf>) -> anyhow::Result
     }
     out.push(if errors == 0 { "check: ok".to_owned() } else { format!("check: {errors} error(s)") });
     print_lines(&out);
-    Ok(errors == 0)
+    errors == 0
 }
 
 /// An asset's lines; returns its error count.

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use drm_origin::config::{Config, Overrides};
 use drm_origin::drm::Variant;
 use drm_origin::http::{App, HttpSettings};
-use drm_origin::storage::{AssetState, Store, StoreSettings};
+use drm_origin::storage::AssetState;
 use http_body_util::BodyExt;
 
 use super::config_path;
@@ -36,19 +36,12 @@ pub fn package(
             Variant::parse(v).ok_or_else(|| anyhow::anyhow!("--variant {v}: expected clear, cenc, cbcs or aes128"))
         })
         .collect::<Result<_, _>>()?;
-    let store = Arc::new(Store::new(
-        cfg.assets_dir.clone(),
-        StoreSettings {
-            target_segment: cfg.target_segment,
-            stable_after: std::time::Duration::ZERO,
-            base_url: String::new(),
-        },
-    ));
-    store.rescan();
+    let store = Arc::new(super::open_store(&cfg, super::offline_settings(&cfg))?);
+    anyhow::ensure!(store.rescan(), "cannot list {}", store.describe());
     match store.library().assets.get(asset) {
         Some(AssetState::Ready(_)) => {}
         Some(AssetState::Broken(why)) => anyhow::bail!("asset {asset} is unavailable: {why}"),
-        None => anyhow::bail!("no asset {asset} in {}", cfg.assets_dir.display()),
+        None => anyhow::bail!("no asset {asset} in {}", store.describe()),
     }
     let policy = cfg.drm.policy_for(asset);
     let pick = |list: &[Variant]| -> Vec<Variant> {

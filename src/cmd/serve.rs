@@ -4,10 +4,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use drm_origin::config::{Config, Overrides};
+use drm_origin::config::{Config, Overrides, Storage};
 use drm_origin::http::tls::Certificates;
 use drm_origin::http::{server, App, HttpSettings};
-use drm_origin::storage::{Store, StoreSettings};
+use drm_origin::storage::StoreSettings;
 
 use super::config_path;
 
@@ -17,19 +17,19 @@ pub fn serve(assets: Option<PathBuf>, config: Option<PathBuf>, listen: Option<St
     let overrides = Overrides { listen, assets_dir: assets };
     let cfg = Config::load(config_path.as_deref(), overrides.clone())?;
     crate::init_logging(cfg.log_format, if cfg.access_log { "info" } else { "info,access=off" });
-    anyhow::ensure!(cfg.assets_dir.is_dir(), "asset folder {} does not exist", cfg.assets_dir.display());
+    if matches!(cfg.storage, Storage::Folder) {
+        anyhow::ensure!(cfg.assets_dir.is_dir(), "asset folder {} does not exist", cfg.assets_dir.display());
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let (listeners, urls, addrs) = bind(&cfg).await?;
         let base_url = urls.first().cloned().unwrap_or_default();
-        let store = Arc::new(Store::new(
-            cfg.assets_dir.clone(),
-            StoreSettings {
-                target_segment: cfg.target_segment,
-                stable_after: cfg.stable_after,
-                base_url: base_url.clone(),
-            },
-        ));
+        let settings = StoreSettings {
+            target_segment: cfg.target_segment,
+            stable_after: cfg.stable_after,
+            base_url: base_url.clone(),
+        };
+        let store = Arc::new(super::open_store(&cfg, settings)?);
         let app = Arc::new(App::new(
             store.clone(),
             HttpSettings {
@@ -55,11 +55,16 @@ pub fn serve(assets: Option<PathBuf>, config: Option<PathBuf>, listen: Option<St
         let watcher = store.clone();
         let interval = cfg.rescan_interval;
         tokio::spawn(async move {
+            // A bucket that cannot be listed is asked again later and later (up to 30 s, or the
+            // poll interval if longer); the catalogue meanwhile stays as it was.
+            let mut delay = interval;
             loop {
-                tokio::time::sleep(interval).await;
+                tokio::time::sleep(delay).await;
                 let s = watcher.clone();
-                if let Err(e) = tokio::task::spawn_blocking(move || s.rescan()).await {
-                    tracing::error!(error = %e, "asset scan failed");
+                match tokio::task::spawn_blocking(move || s.rescan()).await {
+                    Ok(true) => delay = interval,
+                    Ok(false) => delay = delay.saturating_mul(2).min(interval.max(std::time::Duration::from_secs(30))),
+                    Err(e) => tracing::error!(error = %e, "asset scan failed"),
                 }
             }
         });
@@ -88,7 +93,7 @@ pub fn serve(assets: Option<PathBuf>, config: Option<PathBuf>, listen: Option<St
         if let Some(w) = super::banner::exposure_warning(&cfg, &addrs) {
             tracing::warn!("{w}");
         }
-        tracing::info!(assets = %cfg.assets_dir.display(), "listening on {}", urls.join(" and "));
+        tracing::info!(assets = %store.describe(), "listening on {}", urls.join(" and "));
         // Machine-readable lines for scripts and tests (logs go to stderr), then the banner.
         let mut out: Vec<String> = urls.iter().map(|u| format!("drm-origin listening on {u}")).collect();
         out.extend(super::banner::lines(&cfg, config_path.as_deref(), &base_url, &store));

@@ -8,8 +8,10 @@ mod drm;
 mod lines;
 mod ops;
 mod raw;
+mod storage;
 
 pub use ops::{is_loopback, LogFormat, TlsSettings, DEMO_HMAC_SECRET, DEMO_KEYS};
+pub use storage::Storage;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,9 +28,11 @@ pub const DEFAULT_TARGET_SEGMENT: f64 = 4.0;
 pub struct Config {
     /// Listen address.
     pub listen: String,
-    /// Asset folder.
+    /// Asset folder (folder backend).
     pub assets_dir: PathBuf,
-    /// Folder poll interval.
+    /// The folder, or a bucket (`[storage] backend = "s3"`).
+    pub storage: Storage,
+    /// Folder (bucket listing) poll interval.
     pub rescan_interval: Duration,
     /// Stability delay before a new or changed file is served.
     pub stable_after: Duration,
@@ -147,6 +151,7 @@ impl Config {
         if listen.parse::<std::net::SocketAddr>().is_err() {
             errors.push(format!("server.listen: '{listen}' is not an address like 127.0.0.1:8080"));
         }
+        let storage = storage::build(&raw, &|var| std::env::var(var).ok(), &mut errors);
         let drm = drm::build_drm(&raw, &mut errors, previous);
         let devices = devices::build_devices(&raw, &drm, &mut errors);
         let ops = ops::build(&raw, &mut errors);
@@ -164,7 +169,8 @@ impl Config {
         }
         Ok(Config {
             listen,
-            assets_dir: overrides.assets_dir.or(raw.storage.dir).unwrap_or_else(|| PathBuf::from("assets")),
+            assets_dir: storage::folder(&raw, overrides.assets_dir),
+            storage,
             rescan_interval: Duration::from_millis(rescan),
             stable_after: Duration::from_millis(stable),
             target_segment: target,

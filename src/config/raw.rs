@@ -252,12 +252,36 @@ pub(super) struct RawServer {
     pub tls: Option<RawTls>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAssets {
     pub dir: Option<PathBuf>,
     pub rescan_interval_ms: Option<u64>,
     pub stable_after_ms: Option<u64>,
+    /// "folder" (default) or "s3"; the rest is for "s3".
+    pub backend: Option<String>,
+    pub bucket: Option<String>,
+    pub prefix: Option<String>,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub cache_bytes: Option<u64>,
+    pub chunk_bytes: Option<u64>,
+    pub timeout_ms: Option<u64>,
+}
+
+impl std::fmt::Debug for RawAssets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawAssets")
+            .field("dir", &self.dir)
+            .field("backend", &self.backend)
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("endpoint", &self.endpoint.as_deref().map(without_query))
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

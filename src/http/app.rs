@@ -178,6 +178,23 @@ impl App {
             "counter",
             m.body_bytes.load(Relaxed).to_string(),
         );
+        if let Some(b) = self.store.remote() {
+            let t = &b.traffic;
+            for (name, help, v) in [
+                ("origin_storage_gets_total", "Ranged GETs sent to object storage.", &t.gets),
+                ("origin_storage_data_bytes_total", "Sample-data bytes fetched from object storage.", &t.data_bytes),
+                (
+                    "origin_storage_index_bytes_total",
+                    "Bytes fetched from object storage to index objects.",
+                    &t.index_bytes,
+                ),
+                ("origin_storage_errors_total", "Object-storage reads that failed or timed out.", &t.errors),
+                ("origin_storage_chunk_hits_total", "Chunk-cache hits.", &t.chunk_hits),
+                ("origin_storage_chunk_misses_total", "Chunks fetched into the chunk cache.", &t.chunk_misses),
+            ] {
+                line(name, help, "counter", v.load(Relaxed).to_string());
+            }
+        }
         let (drm, _) = self.drm();
         if let Some(j) = drm.verifier.as_ref().and_then(|v| v.jwks.as_ref()) {
             line("origin_jwks_keys", "Signing keys of the last good JWKS.", "gauge", j.keys().len().to_string());

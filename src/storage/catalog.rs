@@ -1,9 +1,14 @@
-//! The watched asset folder.
+//! The watched asset folder, or the polled bucket.
 //!
 //! Layout: `<root>/<name>.mp4` is asset `<name>`; a folder below the root holding `.mp4` files is
 //! one asset (its path) whose files are renditions. A file is taken into account once its size and
 //! mtime were the same at the previous scan and it is older than `stable_after`, so a file still
 //! being copied is not served half-written; replacing a file by `rename` is picked up the same way.
+//!
+//! A bucket (`[storage] backend = "s3"`) has the same layout under its prefix (keys
+//! `<prefix><name>.mp4`, `<prefix><asset>/<file>.mp4`). An object is served from the first listing
+//! that shows it (S3 uploads become visible whole); a new ETag or size is a new file. A listing
+//! that fails keeps the catalogue as it was (the caller retries with backoff).
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::MetadataExt;
@@ -12,6 +17,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use super::mmap::MappedFile;
+use super::remote::RemoteObject;
+use super::s3::Bucket;
 use crate::index;
 use crate::packaging::plan::{self, Asset, SourceFile};
 
@@ -42,6 +49,8 @@ pub struct Library {
     pub assets: BTreeMap<String, AssetState>,
 }
 
+/// What says a file changed: for a local file its size, mtime and inode; for an object its
+/// size, Last-Modified and (in `ino`) a hash of its ETag.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Stamp {
     len: u64,
@@ -54,11 +63,19 @@ struct Stamp {
 struct FileKey {
     path: PathBuf,
     stamp: Stamp,
+    /// The object's ETag (bucket backend; empty for files).
+    etag: String,
+}
+
+/// Where the files are.
+enum Backend {
+    Folder(PathBuf),
+    Bucket(Arc<Bucket>),
 }
 
 /// The asset folder, its current [`Library`] and the index cache.
 pub struct Store {
-    root: PathBuf,
+    backend: Backend,
     settings: StoreSettings,
     library: RwLock<Arc<Library>>,
     cache: moka::sync::Cache<FileKey, Arc<SourceFile>>,
@@ -76,13 +93,38 @@ struct ScanState {
 const MAX_DEPTH: usize = 16;
 
 impl Store {
-    /// A store over `root`; call [`Store::rescan`] to fill it.
+    /// A store over the folder `root`; call [`Store::rescan`] to fill it.
     pub fn new(root: PathBuf, settings: StoreSettings) -> Store {
+        Store::with_backend(Backend::Folder(root), settings)
+    }
+
+    /// A store over a bucket; call [`Store::rescan`] to fill it.
+    pub fn bucket(bucket: Arc<Bucket>, settings: StoreSettings) -> Store {
+        Store::with_backend(Backend::Bucket(bucket), settings)
+    }
+
+    fn with_backend(backend: Backend, settings: StoreSettings) -> Store {
         let cache = moka::sync::Cache::builder()
             .weigher(|_k: &FileKey, v: &Arc<SourceFile>| u32::try_from(v.index.weight()).unwrap_or(u32::MAX))
             .max_capacity(512 << 20)
             .build();
-        Store { root, settings, library: RwLock::new(Arc::default()), cache, state: Mutex::default() }
+        Store { backend, settings, library: RwLock::new(Arc::default()), cache, state: Mutex::default() }
+    }
+
+    /// The bucket, for the bucket backend (its traffic counters feed `/metrics`).
+    pub fn remote(&self) -> Option<&Arc<Bucket>> {
+        match &self.backend {
+            Backend::Bucket(b) => Some(b),
+            Backend::Folder(_) => None,
+        }
+    }
+
+    /// The folder or `s3://bucket/prefix`, for log lines.
+    pub fn describe(&self) -> String {
+        match &self.backend {
+            Backend::Folder(root) => root.display().to_string(),
+            Backend::Bucket(b) => b.describe(),
+        }
     }
 
     /// The current library (cheap: an `Arc` clone).
@@ -93,9 +135,10 @@ impl Store {
         }
     }
 
-    /// Scans the folder once and publishes a new library if anything changed.
-    /// Blocking (file system and indexing): call from a blocking thread.
-    pub fn rescan(&self) {
+    /// Scans the folder (lists the bucket) once and publishes a new library if anything changed.
+    /// Blocking (file system or storage reads, indexing): call from a blocking thread. `false`
+    /// when the bucket could not be listed: the library stays as it was.
+    pub fn rescan(&self) -> bool {
         let mut st = match self.state.lock() {
             Ok(s) => s,
             Err(p) => p.into_inner(),
@@ -103,23 +146,38 @@ impl Store {
         let first_scan = st.scans == 0;
         st.scans = st.scans.saturating_add(1);
         let now = SystemTime::now();
-        let mut found: Vec<(PathBuf, Stamp)> = Vec::new();
-        walk(&self.root, &self.root, 0, &mut found, &mut st.warned_names);
+        let mut found: Vec<(PathBuf, Stamp, String)> = Vec::new();
+        let settled_when_seen = match &self.backend {
+            Backend::Folder(root) => {
+                walk(root, root, 0, &mut found, &mut st.warned_names);
+                false
+            }
+            Backend::Bucket(b) => match b.list() {
+                Ok(objects) => {
+                    listed(objects, &mut found, &mut st.warned_names);
+                    true
+                }
+                Err(e) => {
+                    tracing::warn!(store = %b.describe(), reason = %e, assets = self.library().assets.len(), "bucket not listed; the catalogue stays as it was");
+                    return false;
+                }
+            },
+        };
         let previous = std::mem::take(&mut st.seen);
         // Group stable files by asset id; remember assets with files still changing.
         let mut groups: BTreeMap<String, Vec<FileKey>> = BTreeMap::new();
         let mut unsettled: std::collections::HashSet<String> = Default::default();
-        for (rel, stamp) in &found {
-            let old_enough = mtime_age(stamp, now) >= self.settings.stable_after;
-            let unchanged = previous.get(rel) == Some(stamp) || first_scan;
+        for (rel, stamp, etag) in &found {
+            let old_enough = settled_when_seen || mtime_age(stamp, now) >= self.settings.stable_after;
+            let unchanged = settled_when_seen || previous.get(rel) == Some(stamp) || first_scan;
             let Some(id) = asset_id(rel) else { continue };
             if old_enough && unchanged {
-                groups.entry(id).or_default().push(FileKey { path: rel.clone(), stamp: *stamp });
+                groups.entry(id).or_default().push(FileKey { path: rel.clone(), stamp: *stamp, etag: etag.clone() });
             } else {
                 unsettled.insert(id);
             }
         }
-        st.seen = found.into_iter().collect();
+        st.seen = found.into_iter().map(|(p, s, _)| (p, s)).collect();
 
         let old_lib = self.library();
         let mut assets = BTreeMap::new();
@@ -137,8 +195,10 @@ impl Store {
                 }
             }
             changed = true;
-            let state = self.build_asset(&id, &keys);
-            st.built.insert(id.clone(), keys);
+            let (state, retry) = self.build_asset(&id, &keys);
+            if !retry {
+                st.built.insert(id.clone(), keys);
+            }
             assets.insert(id, state);
         }
         // Assets that disappeared.
@@ -153,6 +213,10 @@ impl Store {
             }
         }
         st.built.retain(|id, _| assets.contains_key(id));
+        let retrying: Vec<&String> = assets.keys().filter(|id| !st.built.contains_key(*id)).collect();
+        if !retrying.is_empty() {
+            tracing::debug!(assets = ?retrying, "storage errors while indexing: retried at the next scan");
+        }
         // Drop cached indexes (and mappings) of files that are gone or changed.
         let live: std::collections::HashSet<FileKey> = st.built.values().flatten().cloned().collect();
         let stale: Vec<FileKey> = self.cache.iter().map(|(k, _)| (*k).clone()).filter(|k| !live.contains(k)).collect();
@@ -166,11 +230,15 @@ impl Store {
                 Err(p) => *p.into_inner() = lib,
             }
         }
+        true
     }
 
-    fn build_asset(&self, id: &str, keys: &[FileKey]) -> AssetState {
+    /// The asset's state, and whether to build it again at the next scan (a storage read failed:
+    /// the object may be fine once the bucket answers again).
+    fn build_asset(&self, id: &str, keys: &[FileKey]) -> (AssetState, bool) {
         let mut files = Vec::new();
         let mut errors = Vec::new();
+        let mut retry = false;
         for k in keys {
             match self.cache.get(k) {
                 Some(f) => files.push(f),
@@ -181,6 +249,7 @@ impl Store {
                         files.push(f);
                     }
                     Err(e) => {
+                        retry |= matches!(self.backend, Backend::Bucket(_)) && matches!(e, index::IndexError::Io(_));
                         tracing::error!(asset = %id, file = %k.path.display(), reason = %e, "cannot serve file");
                         errors.push(format!("{}: {e}", k.path.display()));
                     }
@@ -188,7 +257,7 @@ impl Store {
             }
         }
         if files.is_empty() {
-            return AssetState::Broken(errors.join("; "));
+            return (AssetState::Broken(errors.join("; ")), retry);
         }
         let asset = plan::plan(id, files, self.settings.target_segment);
         for w in &asset.warnings {
@@ -206,11 +275,15 @@ impl Store {
             hls = %format_args!("{base}/{id}/master.m3u8"),
             "asset ready"
         );
-        AssetState::Ready(Arc::new(asset))
+        (AssetState::Ready(Arc::new(asset)), retry)
     }
 
     fn load(&self, k: &FileKey) -> Result<SourceFile, index::IndexError> {
-        let path = self.root.join(&k.path);
+        let root = match &self.backend {
+            Backend::Folder(root) => root,
+            Backend::Bucket(b) => return load_object(b, k),
+        };
+        let path = root.join(&k.path);
         let mapped = MappedFile::open(&path)?;
         let idx = index::build(mapped.file(), mapped.len())?;
         let stem = k.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
@@ -226,6 +299,44 @@ impl Store {
             .unwrap_or(SystemTime::UNIX_EPOCH);
         let source = super::source::Source::Local(mapped);
         Ok(SourceFile { name: k.path.display().to_string(), stem, data: source, index: idx, modified, fingerprint })
+    }
+}
+
+/// Indexes one object with ranged GETs (box headers, `moov`, `moof`: see `storage::remote`).
+fn load_object(bucket: &Arc<Bucket>, k: &FileKey) -> Result<SourceFile, index::IndexError> {
+    let key = k.path.to_string_lossy().into_owned();
+    let object = RemoteObject::new(bucket.clone(), key.clone(), k.etag.clone(), k.stamp.len);
+    let idx = index::build(&object.indexer(), object.len())?;
+    let stem = k.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let fingerprint = super::fnv1a(&[b"s3", key.as_bytes(), &k.stamp.len.to_be_bytes(), k.etag.as_bytes()]);
+    let modified = SystemTime::UNIX_EPOCH
+        .checked_add(Duration::from_nanos(u64::try_from(k.stamp.mtime_ns.max(0)).unwrap_or(0)))
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let data = super::source::Source::Remote(object);
+    Ok(SourceFile { name: key, stem, data, index: idx, modified, fingerprint })
+}
+
+/// The servable objects of a listing, with the folder's naming rules (`.mp4`, URL-safe names,
+/// no hidden components, bounded depth).
+fn listed(
+    objects: Vec<super::s3::Listed>,
+    out: &mut Vec<(PathBuf, Stamp, String)>,
+    warned: &mut std::collections::HashSet<PathBuf>,
+) {
+    for o in objects {
+        let rel = PathBuf::from(&o.key);
+        let parts: Vec<&str> = o.key.split('/').collect();
+        if !o.key.ends_with(".mp4") || parts.iter().any(|p| p.starts_with('.')) {
+            continue;
+        }
+        if parts.len() > MAX_DEPTH || !parts.iter().all(|p| valid_name(p)) {
+            if warned.insert(rel.clone()) {
+                tracing::warn!(key = %o.key, "object key is not URL-safe ([A-Za-z0-9._-] per part); ignored");
+            }
+            continue;
+        }
+        let stamp = Stamp { len: o.size, mtime_ns: o.modified_ns, ino: super::fnv1a(&[o.etag.as_bytes()]), dev: 0 };
+        out.push((rel, stamp, o.etag));
     }
 }
 
@@ -258,7 +369,7 @@ fn walk(
     root: &Path,
     dir: &Path,
     depth: usize,
-    out: &mut Vec<(PathBuf, Stamp)>,
+    out: &mut Vec<(PathBuf, Stamp, String)>,
     warned: &mut std::collections::HashSet<PathBuf>,
 ) {
     if depth > MAX_DEPTH {
@@ -300,7 +411,7 @@ fn walk(
                 ino: meta.ino(),
                 dev: meta.dev(),
             };
-            out.push((rel.to_path_buf(), stamp));
+            out.push((rel.to_path_buf(), stamp, String::new()));
         }
     }
 }

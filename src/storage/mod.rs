@@ -1,11 +1,14 @@
-//! Asset folder → [`Library`]: which asset ids exist, backed by which mapped and indexed files.
-//! The folder is polled ([`catalog::Store::rescan`]); a file is served once it has been stable
-//! for a while, and each file's index is built once and cached until the file changes.
+//! Asset folder or bucket → [`Library`]: which asset ids exist, backed by which indexed files.
+//! The folder (or the bucket's listing) is polled ([`catalog::Store::rescan`]); a file is served
+//! once it has been stable for a while (an object as soon as it is listed: uploads are atomic),
+//! and each file's index is built once and cached until the file (its ETag) changes.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 pub mod catalog;
 pub mod mmap;
+pub mod remote;
+pub mod s3;
 pub mod source;
 
 pub use catalog::{AssetState, Library, Store, StoreSettings};

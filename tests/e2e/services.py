@@ -1,5 +1,7 @@
 """Real servers the end-to-end tests start themselves, on loopback and a temp folder, and stop:
-PostgreSQL (Debian's server) and nginx (static files, or a proxy_cache tier in front of origins).
+PostgreSQL (Debian's server), nginx (static files, or a proxy_cache tier in front of origins),
+an S3-compatible server (moto's standalone `moto_server`, PyPI moto) and a small TCP proxy that
+counts bytes and can delay answers (a slow object store).
 
 Nothing here is a mock: each class runs the real daemon and waits until it answers.
 """
@@ -8,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -190,3 +193,140 @@ class Nginx:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
         shutil.rmtree(self.prefix, ignore_errors=True)
+
+
+class S3Server:
+    """moto's standalone S3 server (`moto_server`, PyPI `moto[server]`) on a free loopback port.
+    State lives in memory: `stop()` loses the buckets (an outage), `start()` comes back empty on
+    the same port, so an outage test uploads again what it needs (`put` with the same bytes
+    gives the same ETag). `client()` is a boto3 client, an S3 client independent of the
+    origin's."""
+
+    KEY_ID, SECRET = "testing-key-id", "testing-secret-key-not-shown"
+
+    def __init__(self, port=None):
+        self.port = port or free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="drm-s3-"))
+        self.proc = None
+        self.start()
+
+    @property
+    def endpoint(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self):
+        exe = shutil.which("moto_server")
+        assert exe, "moto_server not found: .ci/run installs tests/requirements.txt (moto[server])"
+        self._log = open(self.dir / "moto.log", "ab")
+        self.proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(self.port)],
+                                     stdout=self._log, stderr=subprocess.STDOUT)
+        _wait_port(self.port, proc=self.proc, what="moto_server")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self._log.close()
+
+    def client(self):
+        import boto3  # moto's own dependency
+        from botocore.config import Config
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                            aws_access_key_id=self.KEY_ID, aws_secret_access_key=self.SECRET,
+                            config=Config(retries={"max_attempts": 1}, s3={"addressing_style": "path"}))
+
+    def env(self):
+        """Credentials for an origin node, the AWS way (environment)."""
+        return {"AWS_ACCESS_KEY_ID": self.KEY_ID, "AWS_SECRET_ACCESS_KEY": self.SECRET}
+
+    def close(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class TcpProxy:
+    """A loopback TCP proxy in front of `target_port`, counting the bytes each way. `delay`
+    (seconds) holds every chunk of the answer that long before passing it on: a slow store.
+    `refuse = True` closes new connections at once."""
+
+    def __init__(self, target_port):
+        self.target = target_port
+        self.delay = 0.0
+        self.refuse = False
+        self.down = 0  # bytes from the target to the clients
+        self.up = 0
+        self._lock = threading.Lock()
+        self._sock = socket.socket()
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(64)
+        self.port = self._sock.getsockname()[1]
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def endpoint(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def bytes_down(self):
+        with self._lock:
+            return self.down
+
+    def _count(self, up, n):
+        with self._lock:
+            if up:
+                self.up += n
+            else:
+                self.down += n
+
+    def _accept(self):
+        while not self._closed:
+            try:
+                client, _ = self._sock.accept()
+            except OSError:
+                return
+            if self.refuse:
+                client.close()
+                continue
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client):
+        try:
+            upstream = socket.create_connection(("127.0.0.1", self.target), timeout=30)
+        except OSError:
+            client.close()
+            return
+
+        def pump(src, dst, up):
+            try:
+                while True:
+                    data = src.recv(65536)
+                    if not data:
+                        break
+                    if not up and self.delay:
+                        time.sleep(self.delay)
+                    dst.sendall(data)
+                    self._count(up, len(data))
+            except OSError:
+                pass
+            finally:
+                for s in (src, dst):
+                    try:
+                        s.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
+        t = threading.Thread(target=pump, args=(client, upstream, True), daemon=True)
+        t.start()
+        pump(upstream, client, False)
+        t.join(timeout=60)
+        client.close()
+        upstream.close()
+
+    def close(self):
+        self._closed = True
+        self._sock.close()
