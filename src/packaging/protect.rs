@@ -191,18 +191,22 @@ pub fn init_segment(
     Ok(fmp4::init_segment_with(mvhd, track, &stsd, &psshs.concat()))
 }
 
-/// Reads the bytes of `samples` (in order) with positioned reads.
-pub fn read_samples<R: ReadAt + ?Sized>(file: &R, samples: &[Sample]) -> Result<Vec<u8>, ProtectError> {
+/// Reads the bytes of `samples` (in order) with positioned reads, appended to `data` (one read
+/// per contiguous run; never zero-filled first, see `ReadAt::read_append_at`).
+pub fn read_samples_into<R: ReadAt + ?Sized>(file: &R, samples: &[Sample], data: &mut Vec<u8>) -> Result<(), ProtectError> {
     let total: u64 = samples.iter().map(|s| u64::from(s.size)).sum();
-    let mut data = vec![0u8; usize::try_from(total).map_err(|_| SegmentError::TooLarge)?];
-    let mut at = 0usize;
+    data.reserve(usize::try_from(total).map_err(|_| SegmentError::TooLarge)?);
     for (offset, len) in fmp4::runs(samples) {
         let len = usize::try_from(len).map_err(|_| SegmentError::TooLarge)?;
-        let end = at.saturating_add(len);
-        let dst = data.get_mut(at..end).ok_or(SegmentError::TooLarge)?;
-        file.read_exact_at(dst, offset)?;
-        at = end;
+        file.read_append_at(data, len, offset)?;
     }
+    Ok(())
+}
+
+/// Reads the bytes of `samples` (in order) with positioned reads.
+pub fn read_samples<R: ReadAt + ?Sized>(file: &R, samples: &[Sample]) -> Result<Vec<u8>, ProtectError> {
+    let mut data = Vec::new();
+    read_samples_into(file, samples, &mut data)?;
     Ok(data)
 }
 
@@ -280,12 +284,13 @@ pub fn aes128_segment<R: ReadAt + ?Sized>(
     base_decode_time: u64,
     samples: &[Sample],
 ) -> Result<Vec<u8>, ProtectError> {
-    let data = read_samples(file, samples)?;
     let mut seg =
         fmp4::segment_header(fmp4::OUTPUT_TRACK_ID, sequence, base_decode_time, samples, &FragmentOptions::default())?;
-    // Room for the PKCS#7 pad, so encrypting in place never reallocates.
-    seg.reserve(data.len().saturating_add(16));
-    seg.extend_from_slice(&data);
+    // The samples are read straight behind the header (no second buffer, no copy), with room
+    // for the PKCS#7 pad, so encrypting in place never reallocates.
+    let total: u64 = samples.iter().map(|s| u64::from(s.size)).sum();
+    seg.reserve(usize::try_from(total).map_err(|_| SegmentError::TooLarge)?.saturating_add(16));
+    read_samples_into(file, samples, &mut seg)?;
     crypto::hls::encrypt_segment_in_place(key, segment_iv, &mut seg);
     Ok(seg)
 }

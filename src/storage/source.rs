@@ -59,4 +59,10 @@ impl ReadAt for Source {
             Source::Local(m) => m.file().read_exact_at(buf, offset),
         }
     }
+
+    fn read_append_at(&self, buf: &mut Vec<u8>, len: usize, offset: u64) -> io::Result<()> {
+        match self {
+            Source::Local(m) => m.read_append_at(buf, len, offset),
+        }
+    }
 }
