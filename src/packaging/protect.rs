@@ -15,6 +15,7 @@ use crate::mp4::codes::*;
 use crate::mp4::reader::{self, Reader};
 use crate::mp4::writer::{write_box, write_full_box, PutBe};
 use crate::mp4::{FourCC, Sample};
+use crate::storage::buffers;
 
 use super::fmp4::{self, FragmentOptions, SampleAux, SegmentError};
 
@@ -203,9 +204,11 @@ pub fn read_samples_into<R: ReadAt + ?Sized>(file: &R, samples: &[Sample], data:
     Ok(())
 }
 
-/// Reads the bytes of `samples` (in order) with positioned reads.
+/// Reads the bytes of `samples` (in order) with positioned reads, into a reused buffer
+/// (`storage::buffers`; hand it on with `buffers::into_bytes`).
 pub fn read_samples<R: ReadAt + ?Sized>(file: &R, samples: &[Sample]) -> Result<Vec<u8>, ProtectError> {
-    let mut data = Vec::new();
+    let total: u64 = samples.iter().map(|s| u64::from(s.size)).sum();
+    let mut data = buffers::take(usize::try_from(total).map_err(|_| SegmentError::TooLarge)?);
     read_samples_into(file, samples, &mut data)?;
     Ok(data)
 }
@@ -231,7 +234,7 @@ pub fn cenc_segment<R: ReadAt + ?Sized>(
     if clear {
         let opts = FragmentOptions { sample_description_index: Some(2), aux: None };
         let head = fmp4::segment_header(fmp4::OUTPUT_TRACK_ID, sequence, base_decode_time, samples, &opts)?;
-        return Ok(vec![Bytes::from(head), Bytes::from(data)]);
+        return Ok(vec![Bytes::from(head), buffers::into_bytes(data)]);
     }
     let scheme = if variant == Variant::Cbcs { codec::Scheme::Cbcs } else { codec::Scheme::Cenc };
     let mut ivs: Vec<[u8; 8]> = Vec::new();
@@ -272,10 +275,11 @@ pub fn cenc_segment<R: ReadAt + ?Sized>(
     };
     let head = fmp4::segment_header(fmp4::OUTPUT_TRACK_ID, sequence, base_decode_time, samples, &opts)?;
     // Header and sample data stay two buffers (the response sends both): no copy to join them.
-    Ok(vec![Bytes::from(head), Bytes::from(data)])
+    Ok(vec![Bytes::from(head), buffers::into_bytes(data)])
 }
 
-/// An HLS AES-128 segment: the clear segment, encrypted whole with the envelope key.
+/// An HLS AES-128 segment: the clear segment, encrypted whole with the envelope key (in a reused
+/// buffer: hand it on with `storage::buffers::into_bytes`).
 pub fn aes128_segment<R: ReadAt + ?Sized>(
     file: &R,
     key: &Key,
@@ -284,12 +288,14 @@ pub fn aes128_segment<R: ReadAt + ?Sized>(
     base_decode_time: u64,
     samples: &[Sample],
 ) -> Result<Vec<u8>, ProtectError> {
-    let mut seg =
+    let head =
         fmp4::segment_header(fmp4::OUTPUT_TRACK_ID, sequence, base_decode_time, samples, &FragmentOptions::default())?;
-    // The samples are read straight behind the header (no second buffer, no copy), with room
-    // for the PKCS#7 pad, so encrypting in place never reallocates.
+    // The samples are read straight behind the header (no second buffer, no copy), into a reused
+    // buffer with room for the PKCS#7 pad, so encrypting in place never reallocates.
     let total: u64 = samples.iter().map(|s| u64::from(s.size)).sum();
-    seg.reserve(usize::try_from(total).map_err(|_| SegmentError::TooLarge)?.saturating_add(16));
+    let total = usize::try_from(total).map_err(|_| SegmentError::TooLarge)?;
+    let mut seg = buffers::take(head.len().saturating_add(total).saturating_add(16));
+    seg.extend_from_slice(&head);
     read_samples_into(file, samples, &mut seg)?;
     crypto::hls::encrypt_segment_in_place(key, segment_iv, &mut seg);
     Ok(seg)
