@@ -194,7 +194,11 @@ pub fn init_segment(
 
 /// Reads the bytes of `samples` (in order) with positioned reads, appended to `data` (one read
 /// per contiguous run; never zero-filled first, see `ReadAt::read_append_at`).
-pub fn read_samples_into<R: ReadAt + ?Sized>(file: &R, samples: &[Sample], data: &mut Vec<u8>) -> Result<(), ProtectError> {
+pub fn read_samples_into<R: ReadAt + ?Sized>(
+    file: &R,
+    samples: &[Sample],
+    data: &mut Vec<u8>,
+) -> Result<(), ProtectError> {
     let total: u64 = samples.iter().map(|s| u64::from(s.size)).sum();
     data.reserve(usize::try_from(total).map_err(|_| SegmentError::TooLarge)?);
     for (offset, len) in fmp4::runs(samples) {
