@@ -1,24 +1,38 @@
 #!/usr/bin/env python3
 """Writes the seed corpora of the fuzz targets into fuzz/corpus/<target>/ (small files, committed).
 
-  python3 scripts/make-fuzz-corpus.py      # needs ffmpeg (Debian's) with libx264/libx265
+  python3 scripts/make-fuzz-corpus.py [TARGET…]   # needs ffmpeg (Debian's) with libx264/libx265,
+                                                 # a release build, and joserfc (tests/requirements.txt)
 
 Seeds are valid inputs of each parser, so mutations start deep inside it: tiny MP4 files made by
 ffmpeg (progressive, fragmented, HEVC), request paths of every route kind, Range headers, a CPIX
 document of test keys, NAL decoder configurations with a real sample, a JWKS and a discovery
-document. The byte layouts of structured targets are those of src/fuzz_api.rs.
+document, the device-licensing objects of a real origin (a device request signed by joserfc, the
+origin's license, index, certificate and keys.json, JWEs) and the manifests and protected
+segments the reference client decrypts (taken from a real origin over the tiny MP4). The byte
+layouts of structured targets are those of src/fuzz_api.rs. With TARGET names, only those
+folders are rewritten.
 """
 import json
+import re
 import struct
 import subprocess
+import sys
 import tempfile
+import time
+import urllib.request
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "fuzz" / "corpus"
+BIN = ROOT / "target" / "release" / "drm-origin"
+ONLY = set(sys.argv[1:])
 
 
 def write(target, name, data):
+    if ONLY and target not in ONLY:
+        return
     d = OUT / target
     d.mkdir(parents=True, exist_ok=True)
     (d / name).write_bytes(data if isinstance(data, bytes) else data.encode())
@@ -141,7 +155,108 @@ policy = "p"
     write("jwks", "jwks.json", json.dumps({"keys": [jwk_rsa, jwk_ec, {"kty": "oct", "k": "AAAA"}]}))
     write("jwks", "discovery.json", json.dumps({"issuer": "https://idp.example/",
                                                 "jwks_uri": "https://idp.example/.well-known/jwks.json"}))
+    if not ONLY or ONLY & {"device_objects", "client_media"}:
+        device_seeds(tmp, tmp / "prog.mp4")
     print("seed corpora written to", OUT)
+
+
+def device_seeds(tmp, mp4):
+    """A real origin with device licensing over the tiny MP4: a joserfc device registers, and the
+    objects it gets (and the media the client would decrypt) become seeds."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from joserfc import jwe, jws
+    from joserfc.jwk import ECKey
+
+    assets = tmp / "device-assets"
+    assets.mkdir()
+    (assets / "tiny.mp4").write_bytes(mp4.read_bytes())
+    cfg = tmp / "device.toml"
+    cfg.write_text(f"""
+[storage]
+stable_after_ms = 0
+[keystore]
+path = "{tmp}/state/keys.json"
+[auth]
+hmac_secret = "ZHJtLW9yaWdpbiBmdXp6IGNvcnB1cyBzZWNyZXQgKHB1YmxpYyEpISE="
+[policies.dev]
+dash = ["cenc"]
+hls = ["cbcs", "aes128"]
+device_licenses = "direct"
+keys = {{ video = "auto", audio = "auto", envelope = "auto" }}
+[[assets]]
+match = "**"
+policy = "dev"
+[devices]
+registry = "sqlite:{tmp}/state/devices.sqlite3"
+secret_file = "{tmp}/state/device-master.key"
+signing_key = "{tmp}/state/origin-signing.pem"
+[licenses]
+dir = "{tmp}/licenses"
+""")
+    proc = subprocess.Popen([str(BIN), "serve", "--assets", str(assets), "--config", str(cfg), "--listen", "127.0.0.1:0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        base = None
+        for line in proc.stdout:
+            m = re.match(r"drm-origin listening on (\S+)", line)
+            if m:
+                base = m.group(1)
+                break
+        assert base, "the origin did not start"
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(base + "/readyz", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.1)
+        token = subprocess.run([str(BIN), "token", "--config", str(cfg), "--sub", "fuzz", "--ttl", "1h"],
+                               check=True, capture_output=True, text=True).stdout.strip()
+        enc, sig, dev = ECKey.generate_key("P-256"), ECKey.generate_key("P-256"), str(uuid.uuid4())
+        payload = {"v": 1, "act": "register", "dev": dev, "iat": int(time.time()), "jti": uuid.uuid4().hex,
+                   "aud": "/.drm/device/register", "enc": enc.as_dict(private=False), "sig": sig.as_dict(private=False)}
+        request = jws.serialize_compact({"alg": "ES256", "kid": dev, "typ": "drm-origin/device-request+jws"},
+                                        json.dumps(payload).encode(), sig, algorithms=["ES256"])
+        req = urllib.request.Request(base + "/.drm/device/register", data=json.dumps({"request": request}).encode(),
+                                     headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            answer = json.loads(r.read())
+        folder = tmp / "licenses" / "public" / "v1"
+        lic = (folder / "d" / dev / "1" / "a" / "tiny.lic").read_text().strip()
+        write("device_objects", "request.jws", request)
+        write("device_objects", "certificate.jws", answer["certificate"])
+        write("device_objects", "license.jws", lic)
+        write("device_objects", "index.jws", (folder / "d" / dev / "1" / "index.json").read_text().strip())
+        write("device_objects", "keys.json", (folder / "keys.json").read_text().strip())
+        write("device_objects", "device-enc.jwk", json.dumps(enc.as_dict(private=True)))
+        # A JWE to the fixed key that src/license/device::fuzz_objects opens (scalar 07…07), so
+        # mutations reach AES key unwrapping and GCM.
+        fixed = ECKey.import_key(ec.derive_private_key(int.from_bytes(b"\x07" * 32, "big"), ec.SECP256R1()))
+        write("device_objects", "jwe-to-fuzz-key",
+              jwe.encrypt_compact({"alg": "ECDH-ES+A256KW", "enc": "A256GCM"},
+                                  b'{"keys":[{"kid":"AAAAAAAAAAAAAAAAAAAAAA","k":"AAAAAAAAAAAAAAAAAAAAAA"}]}', fixed,
+                                  algorithms=["ECDH-ES+A256KW", "A256GCM"]))
+
+        def get(path):
+            with urllib.request.urlopen(base + path, timeout=30) as r:
+                return r.read()
+
+        mpd = get("/tiny/manifest.mpd")
+        write("client_media", "manifest.mpd", mpd)
+        master = get("/tiny/master.m3u8")
+        write("client_media", "master.m3u8", master)
+        # The first video rendition's media playlists (cbcs, aes128) and their segments.
+        rendition = re.search(rb"^([^#\s][^/\s]*)/media[^\s]*\.m3u8", master, re.M).group(1).decode()
+        for variant in ("cbcs", "aes128"):
+            playlist = get(f"/tiny/{rendition}/media.{variant}.m3u8")
+            write("client_media", f"media.{variant}.m3u8", playlist)
+            names = re.findall(rb'(?:URI="|^)([^"#\s]+\.(?:mp4|m4s|ts))', playlist, re.M)
+            for name in names[:2]:
+                n = name.decode()
+                write("client_media", f"{variant}-{'init' if 'init' in n else 'segment'}", get(f"/tiny/{rendition}/{n}"))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("cpix_import", cpix_import),
     ("nal_subsamples", nal_subsamples),
     ("jwks", jwks),
+    ("device_objects", device_objects),
+    ("client_media", client_media),
 ];
 
 /// Any bytes as an MP4 file: indexing returns a value or an error, never panics or hangs.
@@ -77,4 +79,16 @@ pub fn nal_subsamples(data: &[u8]) {
 pub fn jwks(data: &[u8]) {
     let _ = crate::license::jwks::parse_jwks(data);
     let _ = crate::license::jwks::parse_discovery(data, Some("https://idp.example/"));
+}
+
+/// Any bytes as what a device request, a registration or a license file brings (a JWS and its
+/// payloads, a JWK, a JWKS, a JWE opened with a fixed test key): a value or a refusal.
+pub fn device_objects(data: &[u8]) {
+    crate::license::device::fuzz_objects(data);
+}
+
+/// Any bytes as what the reference client downloads (an MPD, an HLS playlist, an init or media
+/// segment, cenc/cbcs/AES-128): clear output or an error.
+pub fn client_media(data: &[u8]) {
+    crate::client::media::fuzz_media(data);
 }

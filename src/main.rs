@@ -92,6 +92,164 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Device-bound licenses pre-generated into the static license folder ([licenses] dir).
+    Licenses {
+        #[command(subcommand)]
+        command: LicensesCommand,
+    },
+    /// The reference device client: registration, licenses from the static folder, domains,
+    /// factory reset, and decryption of a DASH/HLS rendition into clear fMP4.
+    Client {
+        /// The device's local store (keys mode 0600).
+        #[arg(long, value_name = "DIR")]
+        store: PathBuf,
+        /// Clock skew allowed on license validity, seconds.
+        #[arg(long, default_value_t = 300)]
+        skew_secs: i64,
+        #[command(subcommand)]
+        command: ClientCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum LicensesCommand {
+    /// Writes (or completes) the folder for every active device and domain, skipping unchanged
+    /// files and removing stale ones. Safe next to a running server.
+    Generate {
+        /// TOML configuration file. Default: ./config/drm-origin.toml when it exists.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Asset folder (default: the config's `storage.dir`, else ./assets).
+        #[arg(long, value_name = "DIR")]
+        assets: Option<PathBuf>,
+        /// Only this device (and its domains).
+        #[arg(long, value_name = "ID")]
+        device: Option<String>,
+        /// Print the report as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Checks that every file of the folder is complete, signed by a published key and listed
+    /// with its digest.
+    Check {
+        /// TOML configuration file.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Adds a new origin signing key, announced by the previous one.
+    RotateKey {
+        /// TOML configuration file.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Registers this device (a new key pair; after a reset, the next generation).
+    Register {
+        /// The origin's base URL.
+        #[arg(long)]
+        origin: String,
+        /// Base URL of the static license folder (what serves `{dir}/public`).
+        #[arg(long)]
+        licenses: String,
+        /// Bearer token of the owner.
+        #[arg(long)]
+        token: String,
+        /// Declare a chaining-capable client.
+        #[arg(long)]
+        chain: bool,
+    },
+    /// Fetches a license from the static folder (or online with --online-token) and keeps it.
+    FetchLicense {
+        /// Asset id.
+        #[arg(long)]
+        asset: Option<String>,
+        /// The domain-bound license of this domain.
+        #[arg(long)]
+        domain: Option<String>,
+        /// Ask the origin's /.drm/license with this token instead of the static folder.
+        #[arg(long)]
+        online_token: Option<String>,
+    },
+    /// Fetches this device's root licenses (chained policies) from the static folder, or
+    /// online with --online-token (which also renews them), and keeps them.
+    FetchRoot {
+        /// Ask the origin's /.drm/root with this token instead of the static folder.
+        #[arg(long)]
+        online_token: Option<String>,
+    },
+    /// Imports a license export (.dlx) or a license file (.lic), after verifying it.
+    Import {
+        /// The file.
+        file: PathBuf,
+    },
+    /// Exports the kept domain-bound licenses to a .dlx file for another member.
+    Export {
+        /// Only this asset's.
+        #[arg(long)]
+        asset: Option<String>,
+        /// Output file (mode 0600).
+        #[arg(short = 'o', long)]
+        output: PathBuf,
+    },
+    /// Factory reset: tells the origin, then purges keys, licenses and domain keys.
+    Reset {
+        /// Owner's token (optional: the request is signed by the device).
+        #[arg(long)]
+        token: Option<String>,
+        /// Purge locally without telling the origin.
+        #[arg(long)]
+        local_only: bool,
+    },
+    /// Device domains.
+    Domain {
+        #[command(subcommand)]
+        command: DomainCommand,
+    },
+    /// Decrypts one rendition of a DASH or HLS manifest into clear fMP4 (no license server
+    /// contacted: the license comes from the store, --license, or the static folder).
+    Decrypt {
+        /// Manifest URL (MPD, HLS multivariant or media playlist).
+        url: String,
+        /// Rendition id (DASH Representation id, or the HLS rendition's folder name).
+        #[arg(long)]
+        rendition: Option<String>,
+        /// Without --rendition, the first rendition of this kind: video or audio.
+        #[arg(long, default_value = "video")]
+        kind: String,
+        /// Use this license file (and only it).
+        #[arg(long)]
+        license: Option<PathBuf>,
+        /// Output file.
+        #[arg(short = 'o', long)]
+        output: PathBuf,
+    },
+    /// Shows the device (id, generation, domains; no secrets).
+    Status,
+}
+
+#[derive(Subcommand)]
+enum DomainCommand {
+    /// Joins a domain (or creates one without --domain).
+    Join {
+        /// Owner's token.
+        #[arg(long)]
+        token: String,
+        /// Domain id.
+        #[arg(long)]
+        domain: Option<String>,
+    },
+    /// Leaves a domain.
+    Leave {
+        /// Domain id.
+        #[arg(long)]
+        domain: String,
+        /// Owner's token (optional).
+        #[arg(long)]
+        token: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -171,6 +329,37 @@ fn main() -> std::process::ExitCode {
         }
         Command::Keys { command: KeysCommand::Import { file, asset, config } } => {
             cmd::keys::import(&file, &asset, config)
+        }
+        Command::Licenses { command: LicensesCommand::Generate { config, assets, device, json } } => {
+            cmd::licenses::generate(config, assets, device, json)
+        }
+        Command::Licenses { command: LicensesCommand::Check { config } } => cmd::licenses::check(config),
+        Command::Licenses { command: LicensesCommand::RotateKey { config } } => cmd::licenses::rotate_key(config),
+        Command::Client { store, skew_secs, command } => {
+            use cmd::client::Action;
+            let action = match command {
+                ClientCommand::Register { origin, licenses, token, chain } => {
+                    Action::Register { origin, licenses, token, chain }
+                }
+                ClientCommand::FetchLicense { asset, domain, online_token } => {
+                    Action::FetchLicense { asset, domain, online_token }
+                }
+                ClientCommand::FetchRoot { online_token } => Action::FetchRoot { online_token },
+                ClientCommand::Import { file } => Action::Import { file },
+                ClientCommand::Export { asset, output } => Action::Export { asset, output },
+                ClientCommand::Reset { token, local_only } => Action::Reset { token, local_only },
+                ClientCommand::Domain { command: DomainCommand::Join { token, domain } } => {
+                    Action::Join { token, domain }
+                }
+                ClientCommand::Domain { command: DomainCommand::Leave { domain, token } } => {
+                    Action::Leave { token, domain }
+                }
+                ClientCommand::Decrypt { url, rendition, kind, license, output } => {
+                    Action::Decrypt { url, rendition, kind, license, output }
+                }
+                ClientCommand::Status => Action::Status,
+            };
+            cmd::client::run(&store, skew_secs, action)
         }
         Command::Check { assets, config } => match cmd::check::check(assets, config) {
             Ok(true) => Ok(()),

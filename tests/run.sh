@@ -28,6 +28,12 @@ python3 -m pytest -q tests/e2e
 step "browser playback (headless Chromium)"
 node tests/browser/run.mjs
 
+step "browser playback over chained policies (issue 11: an unknown leaf pssh, ContentProtection and session key in the content)"
+CHAINED=1 node tests/browser/run.mjs multi
+
+step "the demo page's browser device client (issue 11: WebCrypto device, root + leaf, factory reset)"
+node tests/browser/device_page.mjs
+
 step "demo player page (headless Chromium)"
 node tests/browser/player_page.mjs
 

@@ -2,7 +2,9 @@
 
 pub mod banner;
 pub mod check;
+pub mod client;
 pub mod keys;
+pub mod licenses;
 pub mod package;
 pub mod serve;
 pub mod token;

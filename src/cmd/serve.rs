@@ -68,6 +68,19 @@ pub fn serve(assets: Option<PathBuf>, config: Option<PathBuf>, listen: Option<St
         if tokio::time::timeout(std::time::Duration::from_secs(3), app.prime_jwks()).await.is_err() {
             tracing::warn!("JWKS not loaded within 3 s of start: token requests are refused until a refresh succeeds");
         }
+        if let Some(settings) = cfg.devices.clone() {
+            let devices = drm_origin::license::device::Devices::open(settings)
+                .await
+                .map_err(|e| anyhow::anyhow!("device licensing: {e}"))?;
+            tracing::info!(
+                registry = devices.registry.kind(),
+                folder = %devices.writer.public_root().display(),
+                signing_kid = %devices.keys.current().kid,
+                "device licensing on"
+            );
+            app.set_devices(devices.clone());
+            tokio::spawn(regenerate_licenses(app.clone(), devices, cfg.rescan_interval));
+        }
         if let Some(path) = config_path.clone() {
             tokio::spawn(watch_config(app.clone(), path, overrides.clone(), cfg.rescan_interval));
         }
@@ -84,6 +97,48 @@ pub fn serve(assets: Option<PathBuf>, config: Option<PathBuf>, listen: Option<St
         tracing::info!("shut down");
         Ok(())
     })
+}
+
+/// Keeps the license folder current: at start, whenever the asset library or the configuration
+/// changed (new assets, key changes), and every `regenerate_every` (renewals at period
+/// boundaries, lapsed entitlements). Unchanged files are skipped, so a pass over an unchanged
+/// registry writes nothing.
+async fn regenerate_licenses(
+    app: Arc<App>,
+    devices: Arc<drm_origin::license::device::Devices>,
+    poll: std::time::Duration,
+) {
+    let mut last: Option<(usize, u64)> = None;
+    let mut last_full = tokio::time::Instant::now();
+    loop {
+        let library = app.store.library();
+        let (drm, drm_gen) = app.drm();
+        let stamp = (Arc::as_ptr(&library) as usize, drm_gen);
+        let due = last_full.elapsed() >= devices.settings.regenerate_every;
+        if last != Some(stamp) || due {
+            let catalog = devices.catalog(&library, &drm, drm_gen);
+            let started = std::time::Instant::now();
+            match devices.regenerate(catalog, None).await {
+                Ok(r) => {
+                    let level_info = r.written > 0 || r.removed > 0;
+                    if level_info {
+                        tracing::info!(
+                            written = r.written,
+                            unchanged = r.unchanged,
+                            removed = r.removed,
+                            bytes = r.bytes,
+                            millis = started.elapsed().as_millis() as u64,
+                            "license folder regenerated"
+                        );
+                    }
+                    last = Some(stamp);
+                    last_full = tokio::time::Instant::now();
+                }
+                Err(e) => tracing::error!(error = %e, "license folder regeneration failed (retrying)"),
+            }
+        }
+        tokio::time::sleep(poll.max(std::time::Duration::from_millis(500))).await;
+    }
 }
 
 /// Binds `server.listen` (cleartext, or TLS when `[server.tls]` has no listener of its own) and

@@ -12,7 +12,9 @@ use crate::crypto::{Key, KeyId};
 use crate::drm::pattern::Pattern;
 use crate::drm::store::{Key30, Mode};
 use crate::drm::store_pg::PgSettings;
-use crate::drm::{ContentKey, Drm, KeyDelivery, KeyScope, KeySpec, Policy, PolicyKeys, System, Variant};
+use crate::drm::{
+    ContentKey, DeviceLicenses, Drm, KeyDelivery, KeyScope, KeySpec, Policy, PolicyKeys, System, Variant,
+};
 
 /// Keys, policies and rules; every problem goes to `errors` (nothing is half-applied: the
 /// caller discards the result when `errors` is not empty).
@@ -162,12 +164,26 @@ pub(super) fn build_drm(raw: &Raw, errors: &mut Vec<String>, previous: Option<&D
                 KeyDelivery::None
             }
         };
-        if hls.contains(&Variant::Aes128) && key_delivery == KeyDelivery::None {
+        let device_licenses = match p.device_licenses.as_deref() {
+            None | Some("none") => DeviceLicenses::None,
+            Some("direct") => DeviceLicenses::Direct,
+            Some("chained") => DeviceLicenses::Chained,
+            Some(other) => {
+                errors.push(format!("{}: '{other}' is not one of none, direct, chained", field("device_licenses")));
+                DeviceLicenses::None
+            }
+        };
+        // Device licenses carry the envelope key themselves: aes128 needs no raw key endpoint then.
+        if hls.contains(&Variant::Aes128)
+            && key_delivery == KeyDelivery::None
+            && device_licenses == DeviceLicenses::None
+        {
             errors.push(format!(
                 "{}: aes128 needs key_delivery = \"open\" or \"token\" (players fetch the key from /.drm/key/{{kid}})",
                 field("key_delivery")
             ));
         }
+        let root_keys = root_keys(p, device_licenses, &field, errors);
         let policy = Policy {
             name: name.clone(),
             allow_clear: p.allow_clear.unwrap_or(false) || !dash.iter().chain(&hls).any(|v| *v != Variant::Clear),
@@ -180,8 +196,10 @@ pub(super) fn build_drm(raw: &Raw, errors: &mut Vec<String>, previous: Option<&D
             systems,
             license_urls,
             persistent_licenses: p.persistent_licenses.unwrap_or(false),
+            device_licenses,
+            root_keys,
         };
-        if policy.key_delivery == KeyDelivery::Token {
+        if policy.key_delivery == KeyDelivery::Token || policy.device_licenses != DeviceLicenses::None {
             *wants_auth = true;
         }
         policies.insert(name, Arc::new(policy));
@@ -318,7 +336,7 @@ fn build_auth(
     let jwks = build_jwks(a, previous, errors);
     if needed && keys.is_empty() && jwks.is_none() {
         errors.push(
-            "auth: a policy has key_delivery = \"token\" but no hmac_secret, public_keys, jwks_url or \
+            "auth: a policy has key_delivery = \"token\" or device_licenses but no hmac_secret, public_keys, jwks_url or \
              openid_discovery_url is configured"
                 .to_owned(),
         );
@@ -388,4 +406,51 @@ fn build_jwks(a: &RawAuth, previous: Option<&Drm>, errors: &mut Vec<String>) -> 
             None
         }
     }
+}
+
+/// A chained policy's root-key versions: the configured ones (unique versions ≥ 1, each with
+/// `not_before < not_after`), or one version live for ever. Other policies may not list any.
+fn root_keys(
+    p: &super::raw::RawPolicy,
+    mode: DeviceLicenses,
+    field: &dyn Fn(&str) -> String,
+    errors: &mut Vec<String>,
+) -> Vec<crate::drm::RootKeyVersion> {
+    use crate::drm::RootKeyVersion;
+    let Some(list) = &p.root_keys else {
+        return if mode == DeviceLicenses::Chained {
+            vec![RootKeyVersion { version: 1, not_before: 0, not_after: i64::MAX }]
+        } else {
+            Vec::new()
+        };
+    };
+    if mode != DeviceLicenses::Chained {
+        errors.push(format!(
+            "{}: only a chained policy (device_licenses = \"chained\") has root keys",
+            field("root_keys")
+        ));
+        return Vec::new();
+    }
+    let mut out: Vec<RootKeyVersion> = Vec::new();
+    for (i, r) in list.iter().enumerate() {
+        let v = RootKeyVersion {
+            version: r.version,
+            not_before: r.not_before.unwrap_or(0),
+            not_after: r.not_after.unwrap_or(i64::MAX),
+        };
+        if v.version == 0 {
+            errors.push(format!("{}: version 0; versions start at 1", field(&format!("root_keys[{i}]"))));
+        } else if out.iter().any(|o| o.version == v.version) {
+            errors.push(format!("{}: version {} listed twice", field(&format!("root_keys[{i}]")), v.version));
+        } else if v.not_before >= v.not_after {
+            errors.push(format!("{}: not_before is not before not_after", field(&format!("root_keys[{i}]"))));
+        } else {
+            out.push(v);
+        }
+    }
+    if list.is_empty() {
+        errors.push(format!("{}: a chained policy needs at least one root-key version", field("root_keys")));
+    }
+    out.sort_by_key(|v| v.version);
+    out
 }

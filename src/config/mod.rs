@@ -3,6 +3,7 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
+mod devices;
 mod drm;
 mod lines;
 mod ops;
@@ -51,6 +52,8 @@ pub struct Config {
     pub player_script: Option<PathBuf>,
     /// Keys, policies and asset rules.
     pub drm: Arc<Drm>,
+    /// Device licensing (`[devices]`, `[licenses]`), when configured.
+    pub devices: Option<crate::license::device::DeviceSettings>,
     /// TLS (rustls), if configured.
     pub tls: Option<TlsSettings>,
     /// How long in-flight requests may run on after SIGTERM.
@@ -145,6 +148,7 @@ impl Config {
             errors.push(format!("server.listen: '{listen}' is not an address like 127.0.0.1:8080"));
         }
         let drm = drm::build_drm(&raw, &mut errors, previous);
+        let devices = devices::build_devices(&raw, &drm, &mut errors);
         let ops = ops::build(&raw, &mut errors);
         let cache_mb = raw.cache.encrypted_segments_mb.unwrap_or(256);
         if cache_mb > 1 << 20 {
@@ -180,6 +184,7 @@ impl Config {
                 .unwrap_or(true)
                 .then(|| raw.player.script.clone().unwrap_or_else(crate::http::player::default_script)),
             drm: Arc::new(drm),
+            devices,
             tls: ops.tls,
             drain: ops.drain,
             log_format: ops.log_format,

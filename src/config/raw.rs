@@ -35,6 +35,8 @@ pub(super) struct Raw {
     pub player: RawPlayer,
     #[serde(default)]
     pub log: RawLog,
+    pub devices: Option<RawDevices>,
+    pub licenses: Option<RawLicenses>,
 }
 
 /// `[log]`: the log line format.
@@ -52,6 +54,55 @@ pub(super) struct RawTls {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub listen: Option<String>,
+}
+
+/// `[devices]`: device registration and its registry.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDevices {
+    pub registry: Option<String>,
+    pub secret_file: Option<PathBuf>,
+    pub signing_key: Option<PathBuf>,
+    pub max_devices_per_subject: Option<usize>,
+    pub max_domain_members: Option<usize>,
+    pub request_skew_secs: Option<u64>,
+    #[serde(default)]
+    pub register_claims: BTreeMap<String, String>,
+    pub entitlement_grace_secs: Option<u64>,
+}
+
+impl std::fmt::Debug for RawDevices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The registry URL may carry a database password.
+        f.debug_struct("RawDevices")
+            .field("registry", &self.registry.as_deref().map(without_credentials))
+            .field("max_devices_per_subject", &self.max_devices_per_subject)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A URL for Debug output and messages: no `user:password@`, no query.
+pub(crate) fn without_credentials(url: &str) -> String {
+    let url = without_query(url);
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((_, host)) => format!("{scheme}://…@{host}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+/// `[licenses]`: the pre-generated license folder.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLicenses {
+    pub dir: Option<PathBuf>,
+    pub direct_ttl_days: Option<u64>,
+    pub direct_ttl_secs: Option<u64>,
+    pub regenerate_every_secs: Option<u64>,
+    pub public_url: Option<String>,
+    pub fsync: Option<bool>,
 }
 
 /// `[player]`: the demo page `/player/{asset}`.
@@ -155,11 +206,22 @@ pub(super) struct RawPolicy {
     pub key_delivery: Option<String>,
     pub key_group: Option<String>,
     pub persistent_licenses: Option<bool>,
+    pub device_licenses: Option<String>,
+    pub root_keys: Option<Vec<RawRootKey>>,
     pub drm_systems: Option<Vec<String>>,
     #[serde(default)]
     pub license_urls: BTreeMap<String, String>,
     #[serde(default)]
     pub keys: RawPolicyKeys,
+}
+
+/// `root_keys = [{ version = 1, not_before = 0, not_after = 1798761600 }, …]` (Unix seconds).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRootKey {
+    pub version: u32,
+    pub not_before: Option<i64>,
+    pub not_after: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -142,6 +142,41 @@ pub struct PolicyKeys {
     pub envelope: Option<KeySpec>,
 }
 
+/// Whether a policy issues device-bound licenses (`device_licenses`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DeviceLicenses {
+    /// No device licenses (the default).
+    #[default]
+    None,
+    /// Direct licenses: the asset's content keys wrapped to a device or domain key.
+    Direct,
+    /// License chaining (issue 11): a leaf with the content keys travels in the content, wrapped
+    /// under the policy's root key(s); devices get only root licenses (clients that cannot chain
+    /// get direct licenses).
+    Chained,
+}
+
+/// One version of a policy's root key (chained policies). The key itself is derived from the
+/// device master secret (`root` ∥ policy ∥ version), never stored; the version is live from
+/// `not_before` to `not_after` (Unix seconds). Two live versions are an overlap: leaves made
+/// then carry a recipient for each, so clients holding either root play them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RootKeyVersion {
+    /// Version number (the `rkid` is `{policy}.{version}`).
+    pub version: u32,
+    /// Live from (inclusive).
+    pub not_before: i64,
+    /// Live until (exclusive).
+    pub not_after: i64,
+}
+
+impl RootKeyVersion {
+    /// Whether the version is live at `now`.
+    pub fn live(&self, now: i64) -> bool {
+        self.not_before <= now && now < self.not_after
+    }
+}
+
 /// DRM systems a policy signals.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum System {
@@ -193,6 +228,10 @@ pub struct Policy {
     pub license_urls: BTreeMap<System, String>,
     /// Whether `persistent-license` ClearKey sessions are honoured.
     pub persistent_licenses: bool,
+    /// Device-bound licenses for this policy's assets.
+    pub device_licenses: DeviceLicenses,
+    /// Root-key versions of a chained policy, by version (empty otherwise).
+    pub root_keys: Vec<RootKeyVersion>,
 }
 
 impl Policy {
@@ -210,7 +249,17 @@ impl Policy {
             systems: Vec::new(),
             license_urls: BTreeMap::new(),
             persistent_licenses: false,
+            device_licenses: DeviceLicenses::None,
+            root_keys: Vec::new(),
         }
+    }
+
+    /// The root-key versions live at `now` (what a leaf made now is wrapped under).
+    pub fn live_roots(&self, now: i64) -> Vec<RootKeyVersion> {
+        if self.device_licenses != DeviceLicenses::Chained {
+            return Vec::new();
+        }
+        self.root_keys.iter().copied().filter(|r| r.live(now)).collect()
     }
 
     /// Whether `v` may be served for DASH or HLS under this policy.
@@ -325,6 +374,21 @@ impl Default for Drm {
 }
 
 impl Drm {
+    /// A counter that moves whenever a chained policy's set of live root-key versions may change
+    /// (a version's `not_before` or `not_after` passed): mixed into the cache generation, so
+    /// plans and manifests made with the previous leaves stop matching at a rollover. Always 0
+    /// without chained policies.
+    pub fn root_epoch(&self, now: i64) -> u64 {
+        let policies = self.rules.iter().map(|(_, p)| p).chain(std::iter::once(&self.default_policy));
+        let mut n = 0u64;
+        for p in policies.filter(|p| p.device_licenses == DeviceLicenses::Chained) {
+            for r in &p.root_keys {
+                n = n.saturating_add(u64::from(r.not_before <= now)).saturating_add(u64::from(r.not_after <= now));
+            }
+        }
+        n
+    }
+
     /// The policy of an asset.
     pub fn policy_for(&self, asset: &str) -> Arc<Policy> {
         self.rules

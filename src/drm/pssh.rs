@@ -19,6 +19,14 @@ pub const WIDEVINE_SYSTEM_ID: [u8; 16] =
 pub const PLAYREADY_SYSTEM_ID: [u8; 16] =
     [0x9a, 0x04, 0xf0, 0x79, 0x98, 0x40, 0x42, 0x86, 0xab, 0x92, 0xe6, 0x5b, 0xe0, 0x88, 0x5f, 0x95];
 
+/// drm-origin's license-chaining SystemID (`b6e81ed0-de1c-4031-a1b6-cd77cd80fa2a`, a random UUID v4, not registered with
+/// DASH-IF): players that do not know it skip it and use their own systems.
+pub const CHAIN_SYSTEM_ID: [u8; 16] =
+    [0xb6, 0xe8, 0x1e, 0xd0, 0xde, 0x1c, 0x40, 0x31, 0xa1, 0xb6, 0xcd, 0x77, 0xcd, 0x80, 0xfa, 0x2a];
+
+/// The SystemID as a DASH scheme / HLS KEYFORMAT.
+pub const CHAIN_SCHEME: &str = "urn:uuid:b6e81ed0-de1c-4031-a1b6-cd77cd80fa2a";
+
 /// The CENC protection scheme a `pssh` is signalled for (Widevine `protection_scheme`,
 /// PlayReady `ALGID`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -132,6 +140,32 @@ impl<'a> Pssh<'a> {
         }
         Pssh::parse(first.body)
     }
+}
+
+/// The Data of the first `pssh` of `system_id` in an init segment (its `moov`'s children), or
+/// in a lone `pssh` box; `None` when there is none (or the boxes do not parse).
+pub fn find_data(init: &[u8], system_id: &[u8; 16]) -> Option<Vec<u8>> {
+    use crate::mp4::codes::MOOV;
+    use crate::mp4::reader::boxes;
+    let mine = |body: &[u8]| Pssh::parse(body).ok().filter(|p| p.system_id == *system_id).map(|p| p.data.to_vec());
+    for b in boxes(init, MOOV) {
+        let b = b.ok()?;
+        if b.kind == PSSH {
+            if let Some(d) = mine(b.body) {
+                return Some(d);
+            }
+        } else if b.kind == MOOV {
+            for c in boxes(b.body, MOOV) {
+                let c = c.ok()?;
+                if c.kind == PSSH {
+                    if let Some(d) = mine(c.body) {
+                        return Some(d);
+                    }
+                }
+            }
+        }
+    }
+    None
 }
 
 #[cfg(test)]

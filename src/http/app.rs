@@ -47,6 +47,8 @@ pub struct App {
     pub ready: std::sync::atomic::AtomicBool,
     /// Set when the shutdown drain starts (`/readyz` answers 503 again).
     pub draining: std::sync::atomic::AtomicBool,
+    /// Device licensing, when configured (set once at start).
+    devices: std::sync::OnceLock<Arc<crate::license::device::Devices>>,
 }
 
 /// Counters exposed at `/metrics` (Prometheus text format), named by stage.
@@ -92,7 +94,18 @@ impl App {
             metrics: Metrics::default(),
             ready: std::sync::atomic::AtomicBool::new(false),
             draining: std::sync::atomic::AtomicBool::new(false),
+            devices: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Turns device licensing on (once; a second call is ignored).
+    pub fn set_devices(&self, devices: Arc<crate::license::device::Devices>) {
+        let _ = self.devices.set(devices);
+    }
+
+    /// Device licensing, if configured.
+    pub fn devices(&self) -> Option<&Arc<crate::license::device::Devices>> {
+        self.devices.get()
     }
 
     /// Loads the identity provider's keys once before the first request, if a JWKS is configured
@@ -170,6 +183,9 @@ impl App {
             line("origin_jwks_keys", "Signing keys of the last good JWKS.", "gauge", j.keys().len().to_string());
             line("origin_jwks_refresh_failures_total", "Failed JWKS refreshes.", "counter", j.failures().to_string());
         }
+        if let Some(d) = self.devices() {
+            x.push_str(&d.metrics_text());
+        }
         x.push_str("# HELP origin_responses_total Responses by status class.\n# TYPE origin_responses_total counter\n");
         for (i, c) in m.responses.iter().enumerate().skip(1) {
             x.push_str(&format!("origin_responses_total{{class=\"{i}xx\"}} {}\n", c.load(Relaxed)));
@@ -181,12 +197,16 @@ impl App {
         x
     }
 
-    /// Current keys and policies, with their generation.
+    /// Current keys and policies, with their generation. The generation also moves when a
+    /// chained policy's set of live root-key versions changes (a rollover), so plans and
+    /// manifests holding the previous leaf stop matching.
     pub fn drm(&self) -> (Arc<Drm>, u64) {
-        match self.drm.read() {
+        let (d, g) = match self.drm.read() {
             Ok(d) => d.clone(),
             Err(p) => p.into_inner().clone(),
-        }
+        };
+        let epoch = d.root_epoch(crate::license::device::unix_now());
+        (d, g.wrapping_add(epoch << 32))
     }
 
     /// Installs new keys and policies (a validated configuration). Manifests and protection

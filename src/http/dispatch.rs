@@ -15,7 +15,7 @@ use super::manifest::{self, PlaylistQuery};
 use super::metrics::{Decision, Kind};
 use super::respond::{finish, plain, send, with_cors};
 use super::routes::{self, Route};
-use super::{license, player, segment};
+use super::{device, license, player, segment};
 use crate::drm::Variant;
 use crate::packaging::plan::Asset;
 use crate::storage::AssetState;
@@ -127,6 +127,11 @@ where
         fields.segment = "license".into();
         return license::clearkey_post(app, req, body).await;
     }
+    if let Route::Device(endpoint) = route {
+        fields.kind = Kind::Device;
+        fields.segment = "device".into();
+        return device::post(app, req, body, endpoint).await;
+    }
     if method != Method::GET && method != Method::HEAD {
         return Err(ServeError::Method);
     }
@@ -153,7 +158,11 @@ where
             fields.segment = "key".into();
             return license::raw_key(app, req, &kid).await;
         }
-        Route::ClearKeyLicense => return Err(ServeError::Method),
+        Route::ClearKeyLicense | Route::Device(_) => return Err(ServeError::Method),
+        Route::DeviceKeys => {
+            fields.kind = Kind::Device;
+            return device::keys(app, req);
+        }
         Route::Player { asset: id } => {
             fields.kind = Kind::Player;
             fields.asset = id.clone();

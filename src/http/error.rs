@@ -5,6 +5,8 @@
 use http::StatusCode;
 
 use super::routes::RouteError;
+use crate::license::device::DeviceError;
+use crate::license::Denied;
 use crate::packaging::fmp4::SegmentError;
 use crate::packaging::protect::ProtectError;
 
@@ -92,5 +94,62 @@ impl ServeError {
     /// Whether the failure is worth a warning (the operator must act) rather than a debug line.
     pub fn is_operator_problem(&self) -> bool {
         matches!(self, ServeError::Protect(_) | ServeError::Segment(_))
+    }
+}
+
+/// The status of a device-licensing refusal (design §5): the request's fault (400/413), no or a
+/// bad credential (401), a valid one that may not do this (403), nothing by that id for this
+/// caller (404), a conflict with the registry's state (409), or the registry out of reach (503).
+pub fn device_status(e: &DeviceError) -> StatusCode {
+    match e {
+        DeviceError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        DeviceError::Malformed(_) | DeviceError::MalformedKey(_) | DeviceError::StaleRequest => StatusCode::BAD_REQUEST,
+        DeviceError::Token(Denied::Unauthorized(_)) | DeviceError::BadSignature => StatusCode::UNAUTHORIZED,
+        DeviceError::Token(Denied::Forbidden(_))
+        | DeviceError::Revoked
+        | DeviceError::LimitReached
+        | DeviceError::WrongDomain => StatusCode::FORBIDDEN,
+        DeviceError::UnknownDevice
+        | DeviceError::UnknownDomain
+        | DeviceError::UnknownAsset
+        | DeviceError::NotEnabled => StatusCode::NOT_FOUND,
+        DeviceError::IdTaken
+        | DeviceError::KeyTaken
+        | DeviceError::Replayed
+        | DeviceError::StaleGeneration
+        | DeviceError::DomainFull => StatusCode::CONFLICT,
+        DeviceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        DeviceError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_device_refusal_has_its_status() {
+        let cases = [
+            (DeviceError::TooLarge, 413, "request_too_large"),
+            (DeviceError::Malformed("x"), 400, "malformed_request"),
+            (DeviceError::MalformedKey("enc"), 400, "malformed_key"),
+            (DeviceError::StaleRequest, 400, "stale_request"),
+            (DeviceError::Token(Denied::Unauthorized("expired")), 401, "expired"),
+            (DeviceError::BadSignature, 401, "bad_device_signature"),
+            (DeviceError::Token(Denied::Forbidden("missing_required_claim")), 403, "missing_required_claim"),
+            (DeviceError::Revoked, 403, "device_revoked"),
+            (DeviceError::LimitReached, 403, "device_limit_reached"),
+            (DeviceError::WrongDomain, 403, "wrong_domain"),
+            (DeviceError::UnknownDevice, 404, "unknown_device"),
+            (DeviceError::UnknownDomain, 404, "unknown_domain"),
+            (DeviceError::IdTaken, 409, "device_id_taken"),
+            (DeviceError::Replayed, 409, "replayed_request"),
+            (DeviceError::StaleGeneration, 409, "stale_generation"),
+            (DeviceError::DomainFull, 409, "domain_full"),
+            (DeviceError::Unavailable("down".into()), 503, "registry_unavailable"),
+        ];
+        for (e, status, reason) in cases {
+            assert_eq!((device_status(&e).as_u16(), e.reason()), (status, reason), "{e:?}");
+        }
     }
 }

@@ -27,18 +27,21 @@ pub enum Kind {
     Key,
     /// The demo page and its scripts.
     Player,
+    /// Device licensing: `/.drm/device/*`, `/.drm/domain/*`, `/.drm/license`, `/.drm/keys.json`.
+    Device,
     /// Health, readiness, metrics, preflights, unroutable paths.
     #[default]
     Other,
 }
 
-const KINDS: [(Kind, &str); 7] = [
+const KINDS: [(Kind, &str); 8] = [
     (Kind::Manifest, "manifest"),
     (Kind::Init, "init"),
     (Kind::Segment, "segment"),
     (Kind::License, "license"),
     (Kind::Key, "key"),
     (Kind::Player, "player"),
+    (Kind::Device, "device"),
     (Kind::Other, "other"),
 ];
 const VARIANTS: [&str; 5] = ["clear", "cenc", "cbcs", "aes128", "none"];

@@ -9,6 +9,7 @@
 
 pub mod app;
 pub mod body;
+mod device;
 pub mod dispatch;
 pub mod error;
 pub mod idle;

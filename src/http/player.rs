@@ -16,6 +16,8 @@ use crate::storage::fnv1a;
 pub const PAGE: &str = include_str!("player/index.html");
 /// The page's script.
 pub const APP_JS: &str = include_str!("player/app.js");
+/// The browser device client (`/.player/device.js`).
+pub const DEVICE_JS: &str = include_str!("player/device.js");
 /// Where `scripts/demo.sh` (and `scripts/setup.sh`) install shaka-player, relative to the working
 /// directory: `npm ci --prefix player`.
 pub const DEFAULT_SCRIPT: &str = "player/node_modules/shaka-player/dist/shaka-player.compiled.js";
@@ -124,6 +126,7 @@ pub(super) async fn file(
     use super::error::ServeError;
     let (body, etag, modified) = match file {
         super::routes::PlayerFile::App => embedded(APP_JS),
+        super::routes::PlayerFile::Device => embedded(DEVICE_JS),
         super::routes::PlayerFile::Shaka => tokio::task::spawn_blocking(move || library(&script))
             .await
             .map_err(|e| ServeError::Player(e.to_string()))?

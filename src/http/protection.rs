@@ -35,14 +35,14 @@ pub(super) fn allowed(policy: &Policy, variant: Variant, clear_init_or_lead: boo
 pub(super) fn plan(app: &App, a: &Asset, variant: Variant) -> Result<Arc<Protection>, ServeError> {
     let (drm, generation) = app.drm();
     let key = (a.generation, generation, variant);
-    app.plans.try_get_with(key, || build(&drm, a, variant).map(Arc::new)).map_err(|e: Arc<ServeError>| match &*e {
+    app.plans.try_get_with(key, || build(app, &drm, a, variant).map(Arc::new)).map_err(|e: Arc<ServeError>| match &*e {
         ServeError::VariantNotOffered => ServeError::VariantNotOffered,
         ServeError::Protect(why) => ServeError::Protect(why.clone()),
         other => ServeError::Protect(other.to_string()),
     })
 }
 
-fn build(drm: &Drm, a: &Asset, variant: Variant) -> Result<Protection, ServeError> {
+fn build(app: &App, drm: &Drm, a: &Asset, variant: Variant) -> Result<Protection, ServeError> {
     let policy = drm.policy_for(&a.id);
     let mut prot = Protection {
         variant,
@@ -56,6 +56,7 @@ fn build(drm: &Drm, a: &Asset, variant: Variant) -> Result<Protection, ServeErro
         token: None,
         versions: Default::default(),
         clear_versions: a.renditions.iter().map(|r| (r.id.clone(), r.clear_version)).collect(),
+        leaf: None,
     };
     let key_error = |e: crate::drm::store::StoreError| ServeError::Protect(format!("key: {e}"));
     match variant {
@@ -74,6 +75,32 @@ fn build(drm: &Drm, a: &Asset, variant: Variant) -> Result<Protection, ServeErro
             }
         }
     }
+    if variant != Variant::Clear {
+        prot.leaf = leaf(app, drm, &policy, a)?;
+    }
     prot.versions = a.renditions.iter().map(|r| (r.id.clone(), version::of(r, &prot))).collect();
     Ok(prot)
+}
+
+/// A chained policy's leaf for asset `a`: every content key of the asset (all classes, and the
+/// envelope key when AES-128 is offered, so every variant carries the same leaf), wrapped under
+/// the root-key versions live now. `None` for other policies.
+fn leaf(app: &App, drm: &Drm, policy: &Policy, a: &Asset) -> Result<Option<Arc<str>>, ServeError> {
+    use crate::license::device::leaf::{self, LeafKey};
+    let roots = policy.live_roots(crate::license::device::unix_now());
+    if policy.device_licenses != crate::drm::DeviceLicenses::Chained {
+        return Ok(None);
+    }
+    let Some(devices) = app.devices() else {
+        return Err(ServeError::Protect("chained policy without device licensing".into()));
+    };
+    if roots.is_empty() {
+        return Err(ServeError::Protect(format!("policy {}: no root-key version is live", policy.name)));
+    }
+    let keys = crate::license::device::issue::asset_keys(drm, policy, a)
+        .map_err(|e| ServeError::Protect(format!("key: {e}")))?;
+    let content: Vec<LeafKey<'_>> = keys.iter().map(|k| LeafKey { class: k.class, key: &k.key }).collect();
+    leaf::build(&devices.keys, &a.id, &policy.name, &content, &roots)
+        .map(|l| l.map(Arc::from))
+        .map_err(|e| ServeError::Protect(format!("leaf: {e}")))
 }

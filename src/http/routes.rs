@@ -67,6 +67,10 @@ pub enum Route {
         /// Key id.
         kid: KeyId,
     },
+    /// `GET /.drm/keys.json`: the origin's device-licensing signing keys.
+    DeviceKeys,
+    /// `POST /.drm/device/…`, `/.drm/domain/…`, `/.drm/license`: device licensing.
+    Device(DeviceEndpoint),
     /// `/healthz`
     Health,
     /// `/metrics` (Prometheus)
@@ -82,6 +86,25 @@ pub enum Route {
     PlayerFile(PlayerFile),
 }
 
+/// The device-licensing endpoints (all POST, JSON).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceEndpoint {
+    /// `/.drm/device/register`
+    Register,
+    /// `/.drm/device/reset`
+    Reset,
+    /// `/.drm/device/unregister`
+    Unregister,
+    /// `/.drm/domain/join`
+    Join,
+    /// `/.drm/domain/leave`
+    Leave,
+    /// `/.drm/license`
+    License,
+    /// `/.drm/root` (license chaining)
+    Root,
+}
+
 /// Files the demo player page loads from the origin (no CDN at run time).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PlayerFile {
@@ -89,6 +112,8 @@ pub enum PlayerFile {
     App,
     /// shaka-player's compiled library (read from `player.script`).
     Shaka,
+    /// The browser device client (license chaining, issue 11; embedded).
+    Device,
 }
 
 /// Why a path was refused.
@@ -122,11 +147,23 @@ pub fn parse(path: &str) -> Result<Route, RouteError> {
     if rest == ".drm/clearkey" {
         return Ok(Route::ClearKeyLicense);
     }
+    match rest {
+        ".drm/keys.json" => return Ok(Route::DeviceKeys),
+        ".drm/device/register" => return Ok(Route::Device(DeviceEndpoint::Register)),
+        ".drm/device/reset" => return Ok(Route::Device(DeviceEndpoint::Reset)),
+        ".drm/device/unregister" => return Ok(Route::Device(DeviceEndpoint::Unregister)),
+        ".drm/domain/join" => return Ok(Route::Device(DeviceEndpoint::Join)),
+        ".drm/domain/leave" => return Ok(Route::Device(DeviceEndpoint::Leave)),
+        ".drm/license" => return Ok(Route::Device(DeviceEndpoint::License)),
+        ".drm/root" => return Ok(Route::Device(DeviceEndpoint::Root)),
+        _ => {}
+    }
     if let Some(kid) = rest.strip_prefix(".drm/key/") {
         return KeyId::parse(kid).filter(|_| kid.len() == 32).map(|kid| Route::Key { kid }).ok_or(RouteError::NotFound);
     }
     match rest {
         ".player/app.js" => return Ok(Route::PlayerFile(PlayerFile::App)),
+        ".player/device.js" => return Ok(Route::PlayerFile(PlayerFile::Device)),
         ".player/shaka-player.js" => return Ok(Route::PlayerFile(PlayerFile::Shaka)),
         _ => {}
     }

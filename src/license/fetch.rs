@@ -106,6 +106,11 @@ impl Trust {
             .with_no_client_auth();
         Ok(Trust(Arc::new(config)))
     }
+
+    /// The rustls client configuration (for other HTTPS clients of the crate).
+    pub fn client_config(&self) -> Arc<rustls::ClientConfig> {
+        self.0.clone()
+    }
 }
 
 /// The parts of a URL a GET needs.
@@ -133,6 +138,26 @@ impl Target {
         let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
         let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
         Ok(Target { tls, host: host.trim_start_matches('[').trim_end_matches(']').to_owned(), port, path })
+    }
+
+    /// Whether the URL is `https://`.
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// Host (without brackets).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// Port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Path and query.
+    pub fn path(&self) -> &str {
+        &self.path
     }
 
     /// `host:port`, for messages.

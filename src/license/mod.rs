@@ -6,6 +6,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 pub mod clearkey;
+pub mod device;
 pub mod fetch;
 pub mod jwks;
 pub mod token;

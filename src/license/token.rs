@@ -199,6 +199,35 @@ impl Verifier {
         }
     }
 
+    /// Whether verified `claims` meet the required claims and unlock `policy` through its tier
+    /// (device licensing: a policy as a whole, before any key id or asset is known). Asset and
+    /// key-id scopes are kept by the caller as a snapshot.
+    pub fn entitles_policy(&self, claims: &Claims, policy: &str) -> Result<(), Denied> {
+        let c = &self.config;
+        for (name, want) in &c.required_claims {
+            if !claim_has(claims.0.get(name), want) {
+                return Err(Denied::Forbidden("missing_required_claim"));
+            }
+        }
+        if let Some(name) = &c.tier_claim {
+            let tiers = claims.0.get(name).map(strings).unwrap_or_default();
+            if !tiers.iter().filter_map(|t| c.tiers.get(t)).flatten().any(|p| p == policy) {
+                return Err(Denied::Forbidden("tier_not_entitled"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The string values of claim `name` (a string or an array of strings), if present.
+    pub fn claim_strings(claims: &Claims, name: &str) -> Option<Vec<String>> {
+        claims.0.get(name).map(strings)
+    }
+
+    /// Whether `claims` has claim `name` equal to (or, for arrays, containing) `want`.
+    pub fn has_claim(claims: &Claims, name: &str, want: &str) -> bool {
+        claim_has(claims.0.get(name), want)
+    }
+
     /// Whether verified `claims` entitle to a key of `policy` protecting `scope`.
     /// `asset_in_scope` says whether a claimed asset id is one this key protects (the caller
     /// knows rules, patterns and groups).

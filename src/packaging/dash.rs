@@ -125,6 +125,7 @@ fn content_protection(x: &mut String, prot: &Protection, key: &crate::drm::Conte
             System::FairPlay => {} // not signalled in DASH (spec-notes §6)
         }
     }
+    super::drm_signalling::dash_chain(x, prot, key);
     // No separate `1077efec` (W3C common) descriptor either: dash.js picks it for ClearKey, with
     // a warning, and would use its pssh the same way.
 }

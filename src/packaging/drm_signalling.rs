@@ -58,7 +58,43 @@ pub fn init_pssh(prot: &Protection, key: &ContentKey) -> Vec<Vec<u8>> {
             System::ClearKey | System::FairPlay => {}
         }
     }
+    out.extend(chain_box(prot, &kids));
     out
+}
+
+/// A chained policy's leaf as a version-1 `pssh` of our SystemID (issue 11), listing `kids`.
+/// Players that do not know the SystemID skip the box.
+pub fn chain_box(prot: &Protection, kids: &[KeyId]) -> Option<Vec<u8>> {
+    let leaf = prot.leaf.as_ref()?;
+    Some(crate::drm::pssh::pssh_v1(&crate::drm::pssh::CHAIN_SYSTEM_ID, kids, leaf.as_bytes()))
+}
+
+/// The DASH descriptor of the leaf: our scheme with the `pssh` box, as for Widevine.
+pub fn dash_chain(x: &mut String, prot: &Protection, key: &ContentKey) {
+    if let Some(b) = chain_box(prot, &[key.kid]) {
+        let _ = writeln!(
+            x,
+            "      <ContentProtection schemeIdUri=\"{}\" value=\"drm-origin-chain\" cenc:default_KID=\"{}\">\n        <cenc:pssh>{}</cenc:pssh>\n      </ContentProtection>",
+            crate::drm::pssh::CHAIN_SCHEME,
+            key.kid.uuid(),
+            b64::encode(&b)
+        );
+    }
+}
+
+/// The HLS session key carrying the leaf (the JWE JSON in a data URI, KEYFORMAT = our scheme).
+/// METHOD is the variant's SAMPLE-AES family, and SAMPLE-AES for an AES-128 variant: a player that
+/// does not know the KEYFORMAT must skip the line, and hls.js and shaka-player would fetch the URI
+/// of an unknown-format AES-128 session key as a key.
+pub fn hls_chain(x: &mut String, prot: &Protection) {
+    let Some(leaf) = prot.leaf.as_ref() else { return };
+    let method = if prot.variant == Variant::Cenc { "SAMPLE-AES-CTR" } else { "SAMPLE-AES" };
+    let _ = writeln!(
+        x,
+        "#EXT-X-SESSION-KEY:METHOD={method},URI=\"data:application/jose+json;base64,{}\",KEYFORMAT=\"{}\",KEYFORMATVERSIONS=\"1\"",
+        b64::encode(leaf.as_bytes()),
+        crate::drm::pssh::CHAIN_SCHEME
+    );
 }
 
 /// The DASH ContentProtection descriptor of Widevine or PlayReady for `key`.

@@ -30,6 +30,8 @@ pub fn master(asset: &Asset, prot: &Protection) -> String {
     if let (Variant::Aes128, Some(k)) = (variant, &prot.envelope) {
         let _ = writeln!(x, "#EXT-X-SESSION-KEY:METHOD=AES-128,URI=\"{}\"", prot.key_uri(&k.kid));
     }
+    // A chained policy's leaf (issue 11), for clients that chain.
+    super::drm_signalling::hls_chain(&mut x, prot);
     let videos: Vec<&Rendition> = by_kind(asset, TrackKind::Video);
     let audios: Vec<&Rendition> = by_kind(asset, TrackKind::Audio);
     // One audio group per codec: a variant lists the codecs its group may play.

@@ -118,6 +118,9 @@ pub struct Protection {
     /// Version of each rendition's clear segment names (the clear init and clear lead of
     /// AES-128).
     pub clear_versions: std::collections::BTreeMap<String, version::Version>,
+    /// Chained policies (issue 11): the asset's leaf license (JWE JSON), signalled in init
+    /// segments, the MPD and HLS playlists; it goes into every segment-name version.
+    pub leaf: Option<std::sync::Arc<str>>,
 }
 
 /// HLS `KEYFORMAT` families a client can ask for with `?keyformat=`.
@@ -175,6 +178,7 @@ impl Protection {
             hls_keyformat: None,
             versions: Default::default(),
             clear_versions: Default::default(),
+            leaf: None,
         }
     }
 

@@ -5,7 +5,7 @@
 //! rendition and variant, of every input of its segment bytes: the file's content digest and the
 //! segment plan (through [`Rendition::digest`]), the variant, and for protected variants the
 //! rendition's key id and key material, the clear lead, the DRM systems and license URLs
-//! signalled in init segments, and the envelope key. A key change for one rendition moves only
+//! signalled in init segments, the envelope key, and a chained policy's leaf license. A key change for one rendition moves only
 //! that rendition's names. A key or policy change moves the manifests (short TTL) to new names, while
 //! the old names keep meaning the old bytes (the origin answers them 404 once it cannot make
 //! them any more). The digest is one-way: it reveals nothing about the keys.
@@ -81,6 +81,12 @@ pub fn of(r: &Rendition, prot: &Protection) -> Version {
     for (s, url) in &prot.license_urls {
         field(&mut h, format!("{s:?}").as_bytes());
         field(&mut h, url.as_bytes());
+    }
+    // A chained policy's leaf is in the init segment: it changes at a root-key rollover, and
+    // so must every name of the rendition (issue 11).
+    if let Some(leaf) = &prot.leaf {
+        field(&mut h, b"leaf");
+        field(&mut h, leaf.as_bytes());
     }
     finish(h)
 }

@@ -60,7 +60,8 @@
 
 import { spawn, spawnSync } from 'node:child_process';
 import { createServer } from 'node:http';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
@@ -69,8 +70,24 @@ const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, '..', '..');
 const BIN = process.env.DRM_ORIGIN_BIN || join(ROOT, 'target', 'release', 'drm-origin');
 const ASSETS = process.env.DRM_ORIGIN_ASSETS || join(ROOT, 'assets');
-const DRM_CONFIG = join(HERE, 'drm.toml');
-const LICENSE_CONFIG = join(HERE, 'license.toml');
+// CHAINED=1: the same cases over chained policies (issue 11): every protected asset also carries
+// a leaf license (pssh of our SystemID, MPD ContentProtection, HLS session key) that these
+// players do not know; they must keep playing through ClearKey and /.drm/clearkey.
+const CHAINED = process.env.CHAINED === '1';
+const CHAIN_SCHEME = 'urn:uuid:b6e81ed0-de1c-4031-a1b6-cd77cd80fa2a';
+function chainedCopy(file, policyHeader) {
+  if (!CHAINED) return file;
+  const dir = mkdtempSync(join(tmpdir(), 'drm-chained-'));
+  let text = readFileSync(file, 'utf8').replace(policyHeader, `${policyHeader}\ndevice_licenses = "chained"`);
+  if (!text.includes('[auth]')) text += '\n[auth]\nhmac_secret = "ZHJtLW9yaWdpbiBjaGFpbmVkIGJyb3dzZXIgdGVzdCAocHVibGljKSE="\n';
+  text += `\n[devices]\nregistry = "sqlite:${dir}/devices.sqlite3"\nsecret_file = "${dir}/master.key"\n` +
+    `signing_key = "${dir}/signing.pem"\n[licenses]\ndir = "${dir}/licenses"\n`;
+  const out = join(dir, 'origin.toml');
+  writeFileSync(out, text);
+  return out;
+}
+const DRM_CONFIG = chainedCopy(join(HERE, 'drm.toml'), '[policies.drm]');
+const LICENSE_CONFIG = chainedCopy(join(HERE, 'license.toml'), '[policies.lic]');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const CASE_TIMEOUT_MS = Number(process.env.CASE_TIMEOUT_MS || 30000);
 const VERBOSE = !!process.env.VERBOSE;
@@ -768,6 +785,15 @@ async function main() {
         if (!(exp < Date.now() / 1000 - 600)) throw new Error(`the "expired" token is not expired: exp=${exp}`);
       } catch (e) {
         tokenOriginError = `license origin (--config ${LICENSE_CONFIG}) failed: ${e && e.message ? e.message : e}`;
+      }
+    }
+    // Chained mode proves nothing unless the leaf really is in what the players read.
+    if (CHAINED) {
+      for (const [o, path] of [[drmOrigin, '/multi/manifest.cenc.mpd'], [drmOrigin, '/multi/master.cbcs.m3u8'],
+        [tokenOrigin, '/multi/manifest.mpd']]) {
+        if (!o) continue;
+        const text = await (await fetch(o.url + path)).text();
+        if (!text.includes(CHAIN_SCHEME)) throw new Error(`CHAINED=1 but ${path} signals no leaf license`);
       }
     }
     const { chromium } = await import('playwright-core');

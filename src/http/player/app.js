@@ -11,6 +11,8 @@
   const protocol = q.get('protocol') === 'hls' ? 'hls' : 'dash';
   const variant = /^(cenc|cbcs|aes128)$/.test(q.get('variant') || '') ? q.get('variant') : '';
   const token = (q.get('token') || '').trim();
+  // device=1: keys through this browser's device licenses (chained policies: root + leaf).
+  const useDevice = q.get('device') === '1';
   const video = $('video');
 
   // Registered DRM system ids (DASH-IF registry) and HLS KEYFORMATs, by name.
@@ -20,6 +22,7 @@
     'e2719d58-a985-b3c9-781a-b030af78d30e': 'ClearKey',
     '1077efec-c0b2-4d02-ace3-3c1e52e2fb4b': 'W3C Common (ClearKey)',
     '94ce86fb-07ff-4f43-adb8-93d2fa968ca2': 'FairPlay',
+    'b6e81ed0-de1c-4031-a1b6-cd77cd80fa2a': 'drm-origin chain (leaf license)',
   };
   const KEYFORMATS = {
     'com.widevine': 'Widevine',
@@ -38,6 +41,7 @@
     kids: [],                // hex, lower case, no dashes
     licenses: [],            // {kind: 'license'|'key', url, status, kids, reason}
     keySystem: null,         // what the browser's EME used
+    device: null,            // device=1: {path: chained|refused, rkid, root_exp, reason}
     playback: { time: 0, frames: 0, playing: false },
     errors: [],
   };
@@ -173,6 +177,23 @@
         showLicenses();
       }
     });
+    if (useDevice) {
+      // The device client unwraps the leaf with its root; the keys go to ClearKey EME directly,
+      // so no license request leaves the page.
+      try {
+        if (protocol !== 'dash') throw Object.assign(new Error('the device client reads the leaf from DASH manifests'), { reason: 'dash_only' });
+        const got = await window.drmDevice.keysFor(url);
+        check.device = { path: got.path, rkid: got.rkid, root_exp: got.root_exp, reason: null };
+        player.configure('drm.clearKeys', got.keys);
+        set('c-device', `${got.path} via root ${got.rkid} (expires ${new Date(got.root_exp * 1000).toISOString()})`, 'ok');
+      } catch (e) {
+        check.device = { path: 'refused', reason: e.reason || e.message };
+        set('c-device', `refused: ${e.reason || e.message}`, 'bad');
+        fail(`device license: ${e.message}`);
+        set('c-playback', `failed: ${e.message}`, 'bad');
+        return;
+      }
+    }
     player.addEventListener('error', (ev) => onError(ev.detail));
     await player.attach(video);
     try {
@@ -235,6 +256,20 @@
     if ($('token').value.trim()) p.set('token', $('token').value.trim());
     location.search = p.toString();
   });
+  const deviceAction = (f, what) => async () => {
+    try {
+      const r = await f();
+      log(`${what}: ${JSON.stringify(r)}`);
+      set('c-device', `${what}: ok`, 'ok');
+    } catch (e) {
+      fail(`${what}: ${e.message}`);
+      set('c-device', `${what} refused: ${e.reason || e.message}`, 'bad');
+    }
+  };
+  const tok = () => $('token').value.trim();
+  $('dev-register').addEventListener('click', deviceAction(async () => { const r = await window.drmDevice.register(tok()); await window.drmDevice.roots(tok()); return r; }, 'register'));
+  $('dev-renew').addEventListener('click', deviceAction(() => window.drmDevice.roots(tok()), 'renew root'));
+  $('dev-reset').addEventListener('click', deviceAction(() => window.drmDevice.reset(tok()), 'factory reset'));
   if (typeof shaka === 'undefined') {
     fail('shaka-player did not load from /.player/shaka-player.js (see the origin log: player.script)');
     set('c-playback', 'shaka-player library missing on the origin', 'bad');
