@@ -3,7 +3,13 @@
 #
 #   bash benches/load.sh            (from the repo root; needs target/release/drm-origin)
 #
-# Environment: DURATION (s, default 10), CONNECTIONS (64), THREADS (2), ASSET (multi),
+# Every row is measured under each wrk load of LOADS (threads:connections, default "1:16 2:64")
+# and reports req/s and the server's CPU time per request (utime+stime of /proc/PID/stat around
+# the run) for the origin and for nginx serving the same bytes with sendfile; `openssl speed`
+# gives the AES rates of the physical limits in the same run. The verdict column applies the
+# targets of issue 12. Hold `flock /work/.heavy.lock` around it on a shared machine.
+#
+# Environment: DURATION (s per row, default 5), LOADS ("1:16 2:64"), OPENSSL_SECONDS (3), ASSET (multi),
 # RUST_LOG for the origin (default warn: no per-request log line, as nginx runs with
 # access_log off), DRM_ORIGIN_BIN to test another binary. Builds nothing; touches nothing outside
 # a private temp dir (nginx gets its own prefix, pid, logs and temp paths).
@@ -11,16 +17,16 @@ set -euo pipefail
 
 ROOT=$(pwd)
 BIN=${DRM_ORIGIN_BIN:-$ROOT/target/release/drm-origin}
-DURATION=${DURATION:-10}
-CONNECTIONS=${CONNECTIONS:-64}
-THREADS=${THREADS:-2}
+DURATION=${DURATION:-5}
+LOADS=${LOADS:-1:16 2:64}
+OPENSSL_SECONDS=${OPENSSL_SECONDS:-3}
 ASSET=${ASSET:-multi}
 
 die() { echo "load.sh: $*" >&2; exit 1; }
 [ -f "$ROOT/benches/nginx.conf.tmpl" ] || die "run me from the repo root (bash benches/load.sh)"
 [ -x "$BIN" ] || die "$BIN missing: run cargo build --release first"
 [ -d "$ROOT/assets" ] || die "no assets/ folder"
-for t in nginx wrk curl python3 cmp; do
+for t in nginx wrk curl python3 cmp openssl; do
     command -v "$t" >/dev/null || die "$t is not installed (apt-get install -y nginx-light wrk curl)"
 done
 
@@ -152,14 +158,31 @@ for p in "$SEGMENT" "$MPD" "$MASTER" "$SEG_CENC" "$SEG_CBCS" "$SEG_AES"; do
     cmp -s "$WORK/a" "$WORK/c" || die "cache-on and cache-off origins differ for $p"
 done
 
-# ---------------------------------------------------------------- wrk
-# prints "req/s MiB/s non2xx errors"
+# ---------------------------------------------------------------- measurement
+# CPU time of processes in clock ticks: utime + stime (fields 14, 15 of /proc/PID/stat, which
+# for a process count every thread, exited ones included). nginx: master plus its workers.
+TCK=$(getconf CLK_TCK)
+ticks() {
+    local total=0 pid f
+    for pid in "$@"; do
+        f=$(sed 's/^.*) //' "/proc/$pid/stat")   # the fields after "(comm)", starting at field 3
+        total=$(( total + $(echo "$f" | awk '{ print $12 + $13 }') ))
+    done
+    echo "$total"
+}
+nginx_pids() { echo "$NGINX_PID" $(cat "/proc/$NGINX_PID/task/$NGINX_PID/children" 2>/dev/null); }
+
+# run_wrk URL PIDS... -> "req/s MiB/s non2xx errors requests cpu_ms_per_request"
 run_wrk() {
-    local out
-    out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" "$1")
+    local url=$1 out before after
+    shift
+    before=$(ticks "$@")
+    out=$(wrk -t"$WT" -c"$WC" -d"${DURATION}s" "$url")
+    after=$(ticks "$@")
     echo "$out" >>"$WORK/wrk.txt"
-    echo "$out" | awk '
+    echo "$out" | awk -v dt="$(( after - before ))" -v tck="$TCK" '
         /^Requests\/sec:/ { rps = $2 }
+        /requests in/ { reqs = $1 }
         /^Transfer\/sec:/ {
             v = $2; unit = v; sub(/[0-9.]+/, "", unit); sub(/[A-Za-z]+$/, "", v)
             f = (unit == "GB") ? 1024 : (unit == "MB") ? 1 : (unit == "KB") ? 1/1024 : (unit == "TB") ? 1048576 : 1/1048576
@@ -167,45 +190,94 @@ run_wrk() {
         }
         /Non-2xx or 3xx responses:/ { non2xx = $NF }
         /Socket errors:/ { errs = $0; sub(/.*Socket errors: */, "", errs); gsub(/ /, "", errs) }
-        END { printf "%s %.1f %s %s\n", rps, mbs, (non2xx == "" ? 0 : non2xx), (errs == "" ? "-" : errs) }'
+        END { printf "%s %.1f %s %s %s %.4f\n", rps, mbs, (non2xx == "" ? 0 : non2xx), (errs == "" ? "-" : errs),
+                     reqs, (reqs > 0 ? dt * 1000 / tck / reqs : 0) }'
 }
 
 size_of() { wc -c <"$WWW$1" | tr -d ' '; }
 
-echo "drm-origin $ORIGIN vs nginx $NGINX: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, $(nproc) cores"
-echo "segment: $SEGMENT ($(size_of "$SEGMENT") bytes; cenc $(size_of "$SEG_CENC"), cbcs $(size_of "$SEG_CBCS"), aes128 $(size_of "$SEG_AES")); mpd: $(size_of "$MPD") bytes; master: $(size_of "$MASTER") bytes"
-echo
-printf "%-16s %12s %12s %7s %12s %12s\n" target "origin req/s" "nginx req/s" ratio "origin MB/s" "nginx MB/s"
+# The physical limits, measured now on this machine: one core of AES at openssl's rate.
+openssl_rate() {
+    openssl speed -evp "$1" -bytes 16384 -seconds "$OPENSSL_SECONDS" -mr 2>/dev/null |
+        awk -F: '/^\+F:/ { print $NF }' | tail -n1
+}
+CTR_BPS=$(openssl_rate aes-128-ctr)
+CBC_BPS=$(openssl_rate aes-128-cbc)
+[ -n "$CTR_BPS" ] && [ -n "$CBC_BPS" ] || die "openssl speed gave no rate"
+# ms of one core to encrypt N bytes at openssl's rate
+aes_ms() { awk -v n="$1" -v r="$2" 'BEGIN { printf "%.4f", n * 1000 / r }'; }
+
+S_CLEAR=$(size_of "$SEGMENT"); S_CENC=$(size_of "$SEG_CENC"); S_CBCS=$(size_of "$SEG_CBCS"); S_AES=$(size_of "$SEG_AES")
+echo "drm-origin vs nginx (sendfile, 2 workers) on the same bytes; $(nproc) cores; ${DURATION}s per row; loads: $LOADS"
+echo "segment: $SEGMENT ($S_CLEAR bytes; cenc $S_CENC, cbcs $S_CBCS, aes128 $S_AES); mpd: $(size_of "$MPD") bytes; master: $(size_of "$MASTER") bytes"
+awk -v c="$CTR_BPS" -v b="$CBC_BPS" -v n="$S_CENC" -v m="$S_AES" 'BEGIN {
+    printf "openssl speed -evp (16 KiB blocks, 1 core): aes-128-ctr %.2f GB/s (%.4f ms per cenc segment), aes-128-cbc %.2f GB/s (%.4f ms per aes128 segment)\n",
+        c / 1e9, n * 1000 / c, b / 1e9, m * 1000 / b }'
 WARN=""
-declare -A NGINX_RPS NGINX_MBS
-for target in segment mpd master cenc cenc-nocache cbcs cbcs-nocache aes128 aes128-nocache; do
-    base=$ORIGIN
-    case $target in
-        segment) p=$SEGMENT ;;
-        mpd) p=$MPD ;;
-        master) p=$MASTER ;;
-        cenc*) p=$SEG_CENC ;;
-        cbcs*) p=$SEG_CBCS ;;
-        aes128*) p=$SEG_AES ;;
-    esac
-    case $target in *-nocache) base=$ORIGIN2 ;; esac
-    read -r o_rps o_mbs o_bad o_err < <(run_wrk "$base$p")
-    # nginx serves identical bytes for the cached and uncached rows: measure it once per path
-    if [ -z "${NGINX_RPS[$p]:-}" ]; then
-        read -r n_rps n_mbs n_bad n_err < <(run_wrk "$NGINX$p")
-        NGINX_RPS[$p]=$n_rps
-        NGINX_MBS[$p]=$n_mbs
-        [ "$n_bad" = 0 ] || WARN="$WARN\n  nginx $target: $n_bad non-2xx responses"
-        [ "$n_err" = - ] || WARN="$WARN\n  nginx $target: socket errors $n_err"
-    fi
-    n_rps=${NGINX_RPS[$p]}
-    n_mbs=${NGINX_MBS[$p]}
-    ratio=$(awk -v a="$o_rps" -v b="$n_rps" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
-    printf "%-16s %12s %12s %7s %12s %12s\n" "$target" "$o_rps" "$n_rps" "$ratio" "$o_mbs" "$n_mbs"
-    [ "$o_bad" = 0 ] || WARN="$WARN\n  origin $target: $o_bad non-2xx responses"
-    [ "$o_err" = - ] || WARN="$WARN\n  origin $target: socket errors $o_err"
+MISSED=0
+for load in $LOADS; do
+    WT=${load%:*}
+    WC=${load#*:}
+    echo
+    echo "== wrk -t$WT -c$WC -d${DURATION}s"
+    printf "%-15s %9s %9s %6s %9s %9s %6s %8s %7s  %s\n" row "o req/s" "n req/s" "rps×" "o ms/req" "n ms/req" "cpu×" "limit" "target" verdict
+    declare -A N_RPS=() N_CPU=()
+    for target in segment mpd master cenc cenc-nocache cbcs cbcs-nocache aes128 aes128-nocache; do
+        base=$ORIGIN
+        pid=$ORIGIN_PID
+        case $target in
+            segment) p=$SEGMENT ;;
+            mpd) p=$MPD ;;
+            master) p=$MASTER ;;
+            cenc*) p=$SEG_CENC ;;
+            cbcs*) p=$SEG_CBCS ;;
+            aes128*) p=$SEG_AES ;;
+        esac
+        case $target in *-nocache) base=$ORIGIN2; pid=$ORIGIN2_PID ;; esac
+        read -r o_rps o_mbs o_bad o_err o_n o_cpu < <(run_wrk "$base$p" "$pid")
+        # nginx serves identical bytes for the cached and uncached rows: measure it once per path
+        if [ -z "${N_RPS[$p]:-}" ]; then
+            # shellcheck disable=SC2046
+            read -r n_rps n_mbs n_bad n_err n_n n_cpu < <(run_wrk "$NGINX$p" $(nginx_pids))
+            N_RPS[$p]=$n_rps
+            N_CPU[$p]=$n_cpu
+            [ "$n_bad" = 0 ] || WARN="$WARN\n  nginx $target: $n_bad non-2xx responses"
+            [ "$n_err" = - ] || WARN="$WARN\n  nginx $target: socket errors $n_err"
+        fi
+        n_rps=${N_RPS[$p]}
+        n_cpu=${N_CPU[$p]}
+        # The issue's targets: limit = the physical cost (ms CPU per request) a row is judged
+        # against, target = the allowed multiple of it (CPU), or of nginx's req/s (rps).
+        case $target in
+            cenc-nocache) limit=$(awk -v a="$n_cpu" -v b="$(aes_ms "$S_CENC" "$CTR_BPS")" 'BEGIN { printf "%.4f", a + b }'); goal="cpu<=1.5" ;;
+            cbcs-nocache) limit=$n_cpu; goal="cpu<=2" ;;
+            aes128-nocache) limit=$(awk -v a="$n_cpu" -v b="$(aes_ms "$S_AES" "$CBC_BPS")" 'BEGIN { printf "%.4f", a + b }'); goal="cpu<=1.25" ;;
+            mpd|master) limit=$n_cpu; goal="rps>=0.8" ;;
+            *) limit=$n_cpu; goal="cpu<=1.3" ;;
+        esac
+        rps_x=$(awk -v a="$o_rps" -v b="$n_rps" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
+        cpu_x=$(awk -v a="$o_cpu" -v b="$limit" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
+        verdict=$(awk -v g="$goal" -v c="$cpu_x" -v r="$rps_x" -v wc="$WC" -v t="$target" 'BEGIN {
+            split(g, k, /<=|>=/); v = (k[1] == "cpu") ? c : r
+            ok = (k[1] == "cpu") ? (v <= k[2]) : (v >= k[2])
+            s = (ok ? "ok" : "MISSED")
+            # cache hits and clear segments must also keep 0.9x nginx req/s under -c64
+            if ((t == "segment" || t == "cenc" || t == "cbcs" || t == "aes128") && wc >= 64) {
+                s = s ((r >= 0.9) ? ", rps ok" : ", rps MISSED")
+            }
+            print s }')
+        case $verdict in *MISSED*) MISSED=$((MISSED + 1)) ;; esac
+        printf "%-15s %9s %9s %6s %9s %9s %6s %8s %7s  %s\n" "$target" "$o_rps" "$n_rps" "$rps_x" "$o_cpu" "$n_cpu" "$cpu_x" "$limit" "$goal" "$verdict"
+        [ "$o_bad" = 0 ] || WARN="$WARN\n  origin $target: $o_bad non-2xx responses"
+        [ "$o_err" = - ] || WARN="$WARN\n  origin $target: socket errors $o_err"
+    done
 done
-echo "(MB/s = 2^20 bytes/s of response incl. headers, from wrk's Transfer/sec)"
+echo
+echo "o/n = origin/nginx; ms/req = server CPU (utime+stime from /proc/PID/stat, all threads/workers) per"
+echo "request; cpu× = origin ms/req ÷ limit, where limit = nginx ms/req (+ one core's openssl time"
+echo "for the segment's bytes on the cenc/aes128 cache-off rows); rps× = origin req/s ÷ nginx req/s."
+echo "Rows without -nocache run with the protected-segment cache on (hits after the first request)."
+echo "targets missed: $MISSED"
 if [ -n "$WARN" ]; then
     echo -e "warnings:$WARN"
 fi

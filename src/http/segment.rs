@@ -1,5 +1,5 @@
 //! Init and media segments: clear ones as a generated header plus views of the source file,
-//! protected ones built on a blocking thread through the byte-bounded, single-flight cache.
+//! protected ones built on the request's worker through the byte-bounded, single-flight cache.
 
 use std::sync::Arc;
 
@@ -17,7 +17,7 @@ use crate::packaging::plan::{Asset, Rendition};
 use crate::packaging::protect::{self, StreamKey};
 use crate::packaging::version::{Version, FORMAT_VERSION};
 use crate::packaging::{fmp4, mime};
-use crate::storage::fnv1a;
+use crate::storage::{buffers, fnv1a};
 
 /// Identity of a protected segment in the cache: the segment's name, whose version covers every
 /// input of its bytes, and this node's identity of the source file (a guard against a file
@@ -124,7 +124,7 @@ pub(super) async fn media(
         let file = &source.data;
         if variant == Variant::Aes128 {
             let seg_iv = crate::crypto::iv::hls_segment_iv(&key.key, &stream, number as u64);
-            Ok(vec![Bytes::from(protect::aes128_segment(file, &key.key, &seg_iv, seq, dts, samples)?)])
+            Ok(vec![buffers::into_bytes(protect::aes128_segment(file, &key.key, &seg_iv, seq, dts, samples)?)])
         } else {
             let sk = StreamKey { kid: key.kid, key: &key.key, stream_id: stream };
             Ok(protect::cenc_segment(
@@ -149,7 +149,7 @@ fn segment_key(a: &Asset, r: &Rendition, number: usize, variant: Variant, versio
     SegmentKey { file: r.source.fingerprint, asset: a.id.clone(), rendition: r.id.clone(), number, variant, version }
 }
 
-/// Builds a protected output on a blocking thread (bounded by the encryption permits), through
+/// Builds a protected output (bounded by the encryption permits), through
 /// the single-flight cache when it is enabled: concurrent requests for one segment wait for one
 /// encryption.
 async fn cached<F>(app: &App, key: SegmentKey, build: F) -> Result<Vec<Bytes>, ServeError>
@@ -160,9 +160,11 @@ where
     let counters = (&app.metrics.encryptions, &app.metrics.encrypted_bytes);
     let work = async move {
         let _permit = permits.acquire_owned().await.map_err(|_| ServeError::Protect("shutting down".into()))?;
-        let out = tokio::task::spawn_blocking(build)
-            .await
-            .map_err(|e| ServeError::Protect(format!("encryption task: {e}")))?;
+        // Built on this worker thread: the build is a few hundred microseconds of pread (page
+        // cache) and AES, and handing it to the blocking pool cost more in thread wake-ups
+        // than it saved (benches/profile.sh: futex wake/wait ≈ 7 % of the uncached paths).
+        // The permits above bound how many workers can be busy encrypting at once.
+        let out = build();
         if let Ok(b) = &out {
             counters.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let len: usize = b.iter().map(Bytes::len).sum();

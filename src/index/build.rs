@@ -15,6 +15,23 @@ const MAX_MOOF: u64 = 32 << 20;
 pub trait ReadAt {
     /// Fills `buf` from `offset`; a short file is an error.
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()>;
+
+    /// Appends `len` bytes from `offset` to `buf`; on error `buf` is as it was. Sources that can
+    /// read into uninitialised capacity override it (the segment path reads whole segments this
+    /// way, so zero-filling first would cost a pass over every byte).
+    fn read_append_at(&self, buf: &mut Vec<u8>, len: usize, offset: u64) -> std::io::Result<()> {
+        let start = buf.len();
+        let end = start.checked_add(len).ok_or(std::io::ErrorKind::OutOfMemory)?;
+        buf.resize(end, 0);
+        let filled = match buf.get_mut(start..end) {
+            Some(dst) => self.read_exact_at(dst, offset),
+            None => Err(std::io::ErrorKind::OutOfMemory.into()),
+        };
+        if filled.is_err() {
+            buf.truncate(start);
+        }
+        filled
+    }
 }
 
 impl ReadAt for [u8] {

@@ -15,6 +15,7 @@ use crate::mp4::codes::*;
 use crate::mp4::reader::{self, Reader};
 use crate::mp4::writer::{write_box, write_full_box, PutBe};
 use crate::mp4::{FourCC, Sample};
+use crate::storage::buffers;
 
 use super::fmp4::{self, FragmentOptions, SampleAux, SegmentError};
 
@@ -191,18 +192,28 @@ pub fn init_segment(
     Ok(fmp4::init_segment_with(mvhd, track, &stsd, &psshs.concat()))
 }
 
-/// Reads the bytes of `samples` (in order) with positioned reads.
-pub fn read_samples<R: ReadAt + ?Sized>(file: &R, samples: &[Sample]) -> Result<Vec<u8>, ProtectError> {
+/// Reads the bytes of `samples` (in order) with positioned reads, appended to `data` (one read
+/// per contiguous run; never zero-filled first, see `ReadAt::read_append_at`).
+pub fn read_samples_into<R: ReadAt + ?Sized>(
+    file: &R,
+    samples: &[Sample],
+    data: &mut Vec<u8>,
+) -> Result<(), ProtectError> {
     let total: u64 = samples.iter().map(|s| u64::from(s.size)).sum();
-    let mut data = vec![0u8; usize::try_from(total).map_err(|_| SegmentError::TooLarge)?];
-    let mut at = 0usize;
+    data.reserve(usize::try_from(total).map_err(|_| SegmentError::TooLarge)?);
     for (offset, len) in fmp4::runs(samples) {
         let len = usize::try_from(len).map_err(|_| SegmentError::TooLarge)?;
-        let end = at.saturating_add(len);
-        let dst = data.get_mut(at..end).ok_or(SegmentError::TooLarge)?;
-        file.read_exact_at(dst, offset)?;
-        at = end;
+        file.read_append_at(data, len, offset)?;
     }
+    Ok(())
+}
+
+/// Reads the bytes of `samples` (in order) with positioned reads, into a reused buffer
+/// (`storage::buffers`; hand it on with `buffers::into_bytes`).
+pub fn read_samples<R: ReadAt + ?Sized>(file: &R, samples: &[Sample]) -> Result<Vec<u8>, ProtectError> {
+    let total: u64 = samples.iter().map(|s| u64::from(s.size)).sum();
+    let mut data = buffers::take(usize::try_from(total).map_err(|_| SegmentError::TooLarge)?);
+    read_samples_into(file, samples, &mut data)?;
     Ok(data)
 }
 
@@ -227,7 +238,7 @@ pub fn cenc_segment<R: ReadAt + ?Sized>(
     if clear {
         let opts = FragmentOptions { sample_description_index: Some(2), aux: None };
         let head = fmp4::segment_header(fmp4::OUTPUT_TRACK_ID, sequence, base_decode_time, samples, &opts)?;
-        return Ok(vec![Bytes::from(head), Bytes::from(data)]);
+        return Ok(vec![Bytes::from(head), buffers::into_bytes(data)]);
     }
     let scheme = if variant == Variant::Cbcs { codec::Scheme::Cbcs } else { codec::Scheme::Cenc };
     let mut ivs: Vec<[u8; 8]> = Vec::new();
@@ -268,10 +279,11 @@ pub fn cenc_segment<R: ReadAt + ?Sized>(
     };
     let head = fmp4::segment_header(fmp4::OUTPUT_TRACK_ID, sequence, base_decode_time, samples, &opts)?;
     // Header and sample data stay two buffers (the response sends both): no copy to join them.
-    Ok(vec![Bytes::from(head), Bytes::from(data)])
+    Ok(vec![Bytes::from(head), buffers::into_bytes(data)])
 }
 
-/// An HLS AES-128 segment: the clear segment, encrypted whole with the envelope key.
+/// An HLS AES-128 segment: the clear segment, encrypted whole with the envelope key (in a reused
+/// buffer: hand it on with `storage::buffers::into_bytes`).
 pub fn aes128_segment<R: ReadAt + ?Sized>(
     file: &R,
     key: &Key,
@@ -280,12 +292,15 @@ pub fn aes128_segment<R: ReadAt + ?Sized>(
     base_decode_time: u64,
     samples: &[Sample],
 ) -> Result<Vec<u8>, ProtectError> {
-    let data = read_samples(file, samples)?;
-    let mut seg =
+    let head =
         fmp4::segment_header(fmp4::OUTPUT_TRACK_ID, sequence, base_decode_time, samples, &FragmentOptions::default())?;
-    // Room for the PKCS#7 pad, so encrypting in place never reallocates.
-    seg.reserve(data.len().saturating_add(16));
-    seg.extend_from_slice(&data);
+    // The samples are read straight behind the header (no second buffer, no copy), into a reused
+    // buffer with room for the PKCS#7 pad, so encrypting in place never reallocates.
+    let total: u64 = samples.iter().map(|s| u64::from(s.size)).sum();
+    let total = usize::try_from(total).map_err(|_| SegmentError::TooLarge)?;
+    let mut seg = buffers::take(head.len().saturating_add(total).saturating_add(16));
+    seg.extend_from_slice(&head);
+    read_samples_into(file, samples, &mut seg)?;
     crypto::hls::encrypt_segment_in_place(key, segment_iv, &mut seg);
     Ok(seg)
 }

@@ -77,6 +77,52 @@ impl MappedFile {
         &self.file
     }
 
+    /// Appends `len` bytes of the file at `offset` to `buf` with `pread(2)` straight into its
+    /// spare capacity: no zero-fill of memory that is overwritten at once, and no user-space read
+    /// of the mapping (a truncated file gives an error here, not a SIGBUS). On error `buf` keeps
+    /// its old length.
+    pub fn read_append_at(&self, buf: &mut Vec<u8>, len: usize, offset: u64) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let start = buf.len();
+        buf.try_reserve(len).map_err(|_| io::Error::from(io::ErrorKind::OutOfMemory))?;
+        let fd = self.file.as_raw_fd();
+        let mut done = 0usize;
+        while done < len {
+            let at = offset
+                .checked_add(done as u64)
+                .and_then(|o| libc::off_t::try_from(o).ok())
+                .ok_or(io::ErrorKind::InvalidInput)?;
+            let dst = match buf.spare_capacity_mut().get_mut(..len - done) {
+                Some(d) => d,
+                None => return Err(io::ErrorKind::OutOfMemory.into()),
+            };
+            // SAFETY: `dst` is writable memory owned by `buf` (its spare capacity, reserved
+            // above) of exactly `dst.len()` bytes; pread writes at most that many, and only the
+            // `n` bytes it reports written are then counted as initialised by `set_len`.
+            let n = unsafe { libc::pread(fd, dst.as_mut_ptr().cast(), dst.len(), at) };
+            match n {
+                n if n > 0 => {
+                    done += n as usize;
+                    // SAFETY: the first `start + done` bytes are initialised (old contents plus
+                    // what pread wrote) and within the reserved capacity.
+                    unsafe { buf.set_len(start + done) };
+                }
+                0 => {
+                    buf.truncate(start);
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+                _ => {
+                    let e = io::Error::last_os_error();
+                    if e.kind() != io::ErrorKind::Interrupted {
+                        buf.truncate(start);
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// A zero-copy view of `len` bytes at `offset`, for a response body only (do not read it).
     pub fn slice(&self, offset: u64, len: u64) -> Option<Bytes> {
         let start = usize::try_from(offset).ok()?;

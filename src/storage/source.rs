@@ -77,4 +77,12 @@ impl ReadAt for Source {
             Source::Remote(o) => o.read_exact_at(buf, offset),
         }
     }
+
+    fn read_append_at(&self, buf: &mut Vec<u8>, len: usize, offset: u64) -> io::Result<()> {
+        match self {
+            Source::Local(m) => m.read_append_at(buf, len, offset),
+            // Remote bytes arrive in owned chunks anyway: the trait's copying default is right.
+            Source::Remote(o) => o.read_append_at(buf, len, offset),
+        }
+    }
 }
