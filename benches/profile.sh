@@ -5,7 +5,8 @@
 #   bash benches/profile.sh [OUTDIR]      (needs perf: apt-get install -y linux-perf)
 #
 # Writes OUTDIR/<variant>.txt (perf report --no-children, top symbols). Environment: DURATION (5),
-# DRM_ORIGIN_BIN. Hold `flock /work/.heavy.lock` around it on a shared machine.
+# DRM_ORIGIN_BIN, VARIANTS ("cenc cbcs aes128"; "clear" is the unprotected segment), CACHE_MB (0:
+# the protected-segment cache off; e.g. 256 profiles cache hits). Hold `flock /work/.heavy.lock` around it on a shared machine.
 set -euo pipefail
 ROOT=$(pwd)
 BIN=${DRM_ORIGIN_BIN:-$ROOT/target/release/drm-origin}
@@ -18,7 +19,7 @@ cleanup() { set +e; [ -n "$PID" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/d
 trap cleanup EXIT
 cat >"$WORK/c.toml" <<CONF
 [cache]
-encrypted_segments_mb = 0
+encrypted_segments_mb = ${CACHE_MB:-0}
 [keys.v]
 kid = "8ba94ade-6eb9-449d-b44f-a5beefaf43b0"
 key = "2b7e151628aed2a6abf7158809cf4f3c"
@@ -45,11 +46,12 @@ for _ in $(seq 300); do
 done
 [ -n "$URL" ] || { cat "$WORK/log" >&2; exit 1; }
 for _ in $(seq 300); do curl -fsS -o /dev/null "$URL/multi/manifest.mpd" && break; sleep 0.1; done
-for v in cenc cbcs aes128; do
+for v in ${VARIANTS:-cenc cbcs aes128}; do
     seg=$(PYTHONPATH="$ROOT/tests/e2e" python3 -c '
 import sys
 from http_util import versioned
-print(versioned(sys.argv[1], f"/multi/video_360p_1/2.{sys.argv[2]}.m4s"))' "$URL" "$v")
+v = sys.argv[2]
+print(versioned(sys.argv[1], "/multi/video_360p_1/2." + ("" if v == "clear" else v + ".") + "m4s"))' "$URL" "$v")
     perf record -q -g -p "$PID" -o "$WORK/$v.data" -- sleep "$DURATION" 2>/dev/null &
     rec=$!
     wrk -t1 -c16 -d"${DURATION}s" "$URL$seg" >"$OUT/$v.wrk.txt"

@@ -26,6 +26,10 @@ pub struct HttpSettings {
     pub player_script: Option<std::path::PathBuf>,
 }
 
+/// Byte budget of the subsample-map cache: at ~2 KiB per 2-second video segment, ~9 hours of one
+/// rendition, or the hot part of a large catalog; a miss only costs the slice-header parse.
+pub const SUBSAMPLE_MAP_BYTES: u64 = 32 << 20;
+
 /// Shared state of the request handler.
 pub struct App {
     /// The asset store.
@@ -39,6 +43,10 @@ pub struct App {
     pub(super) manifests: moka::sync::Cache<(u64, String, u64), (Bytes, String)>,
     /// Encryptions running at once.
     pub(super) encrypt_permits: Arc<Semaphore>,
+    /// Subsample maps of media segments (`protect::SegmentMaps`), byte-bounded
+    /// ([`SUBSAMPLE_MAP_BYTES`]); kept even when the protected-segment cache is off, since they
+    /// do not depend on keys and are ~1 % of the segment's size.
+    pub(super) subsample_maps: moka::sync::Cache<super::segment::MapKey, crate::packaging::protect::SegmentMaps>,
     /// Protection plans by (asset generation, drm generation, variant): keys, checks, version.
     pub(super) plans: moka::sync::Cache<(u64, u64, Variant), Arc<Protection>>,
     /// Counters for `/metrics`.
@@ -81,6 +89,12 @@ impl App {
             .weigher(|_k: &(u64, String, u64), v: &(Bytes, String)| u32::try_from(v.0.len()).unwrap_or(u32::MAX))
             .max_capacity(64 << 20)
             .build();
+        let subsample_maps = moka::sync::Cache::builder()
+            .weigher(|_k: &super::segment::MapKey, v: &crate::packaging::protect::SegmentMaps| {
+                crate::packaging::protect::maps_weight(v)
+            })
+            .max_capacity(SUBSAMPLE_MAP_BYTES)
+            .build();
         let encrypt_permits = Arc::new(Semaphore::new(settings.max_concurrent_encryptions.max(1)));
         start_jwks(&drm);
         App {
@@ -89,6 +103,7 @@ impl App {
             drm: RwLock::new((drm, 1)),
             segments,
             manifests,
+            subsample_maps,
             encrypt_permits,
             plans: moka::sync::Cache::new(16_384),
             metrics: Metrics::default(),

@@ -32,6 +32,19 @@ pub(super) struct SegmentKey {
     version: Version,
 }
 
+/// Identity of a media segment's subsample maps under one scheme: the source file (this node's
+/// fingerprint and the content version of the clear rendition, which covers its bytes), the
+/// rendition, the segment, and `cenc` or `cbcs`. No key: the maps do not depend on it.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub(super) struct MapKey {
+    file: u64,
+    content: Version,
+    asset: String,
+    rendition: String,
+    number: usize,
+    variant: Variant,
+}
+
 /// The version segment names of `variant` must carry now: the clear one from the asset, a
 /// protected one from the plan. A name with another version is for bytes we no longer make.
 fn check_version(asking: Version, current: Version) -> Result<(), ServeError> {
@@ -117,6 +130,15 @@ pub(super) async fn media(
     let cache_key = segment_key(a, r, number, variant, version);
     let (asset_id, r_id, source, t_index) = (a.id.clone(), r.id.clone(), r.source.clone(), r.track);
     let (first, end, dts, has_clear_entry) = (seg.first, seg.end, seg.dts, lead > 0);
+    let map_key = MapKey {
+        file: r.source.fingerprint,
+        content: r.clear_version,
+        asset: a.id.clone(),
+        rendition: r.id.clone(),
+        number,
+        variant,
+    };
+    let maps_cache = app.subsample_maps.clone();
     let bytes = cached(app, cache_key, move || {
         let track = source.index.tracks.get(t_index).ok_or(ServeError::UnknownRendition)?;
         let samples = track.samples.get(first..end).ok_or(ServeError::UnknownSegment)?;
@@ -127,7 +149,9 @@ pub(super) async fn media(
             Ok(vec![buffers::into_bytes(protect::aes128_segment(file, &key.key, &seg_iv, seq, dts, samples)?)])
         } else {
             let sk = StreamKey { kid: key.kid, key: &key.key, stream_id: stream };
-            Ok(protect::cenc_segment(
+            let known = maps_cache.get(&map_key);
+            let fresh = known.is_none();
+            let (chunks, maps) = protect::cenc_segment(
                 file,
                 track,
                 variant,
@@ -138,7 +162,12 @@ pub(super) async fn media(
                 first,
                 number <= lead,
                 has_clear_entry,
-            )?)
+                known,
+            )?;
+            if let (true, Some(maps)) = (fresh, maps) {
+                maps_cache.insert(map_key, maps);
+            }
+            Ok(chunks)
         }
     })
     .await?;
