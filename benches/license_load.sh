@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Licenses per second: wrk POSTs a W3C ClearKey license request (two KIDs) with one fixed valid
 # token to POST /.drm/clearkey, against a server verifying HS256 (HMAC secret), one verifying
-# RS256 (RSA-2048 public key from the config) and one verifying RS256 with the same key published
-# in a JWKS (served here by python3's http.server: the token names its kid), and, as the baseline
-# of the same run, GET /healthz.
+# RS256 and PS256 (RSA-2048 public key from the config), one verifying ES256 (EC P-256 public key
+# from the config) and one verifying RS256 and ES256 with the same keys published in a JWKS
+# (served here by python3's http.server: the token names its kid), and, as the baseline of the
+# same run, GET /healthz; the asymmetric rows also with the cache of verified tokens off
+# (auth.token_cache_mb = 0). Each row reports req/s, its ratio to /healthz and the server's CPU time
+# per request (utime+stime of /proc/PID/stat around the wrk run, all threads); the targets of
+# issue 12.5 (RS256/PS256 >= 0.3x, ES256 >= 0.25x of /healthz) get a verdict.
 #
 #   bash benches/license_load.sh        (from the repo root; needs target/release/drm-origin and
 #                                        python3 with PyJWT + cryptography: tests/requirements.txt)
@@ -36,23 +40,31 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------- keys, tokens, configs
-# Writes rsa.pem (public), hs.token, rs.token, body.json and the two configs into $WORK.
+# Writes rsa.pem and ec.pem (public), one token per row, body.json, the JWKS and the configs
+# into $WORK.
 PYTHONPATH="$ROOT/tests/e2e" python3 - "$WORK" <<'PY'
 import sys, time
 from pathlib import Path
 import license_util as lu
 w = Path(sys.argv[1])
-pair = lu.rsa_pair()
-pair.write(w / "rsa.pem")
+rsa = lu.rsa_pair()
+rsa.write(w / "rsa.pem")
+ec = lu.ec_pair()
+ec.write(w / "ec.pem")
 c = lu.claims(exp=int(time.time()) + 24 * 3600)
 (w / "hs.token").write_text(lu.hs256(c))
-(w / "rs.token").write_text(pair.sign(c))
-(w / "jwks.token").write_text(pair.sign(c, headers={"kid": "bench-key"}))
+(w / "rs.token").write_text(rsa.sign(c))
+(w / "ps.token").write_text(rsa.sign(c, alg="PS256"))
+(w / "es.token").write_text(ec.sign(c))
+(w / "jwks-rs.token").write_text(rsa.sign(c, headers={"kid": "bench-rsa"}))
+(w / "jwks-es.token").write_text(ec.sign(c, headers={"kid": "bench-ec"}))
 import json, jwt
-jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(pair.private.public_key()))
-jwk.update({"kid": "bench-key", "use": "sig"})
+rsa_jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(rsa.private.public_key()))
+rsa_jwk.update({"kid": "bench-rsa", "use": "sig"})
+ec_jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(ec.private.public_key()))
+ec_jwk.update({"kid": "bench-ec", "use": "sig"})
 (w / "www").mkdir()
-(w / "www" / "jwks.json").write_text(json.dumps({"keys": [jwk]}))
+(w / "www" / "jwks.json").write_text(json.dumps({"keys": [rsa_jwk, ec_jwk]}))
 kids = [bytes.fromhex("8ba94ade6eb9449db44fa5beefaf43b0"), bytes.fromhex("11112222333344445555666677778888")]
 (w / "body.json").write_bytes(lu.license_body(kids))
 common = f'''[keys.v]
@@ -74,18 +86,26 @@ rules = (f'issuer = "{lu.ISSUER}"\naudience = "{lu.AUDIENCE}"\n'
          'required_claims = { groups = "entitled" }\n')
 (w / "hs.toml").write_text(common + f'[auth]\nhmac_secret = "{lu.HMAC_SECRET_B64}"\n' + rules)
 (w / "rs.toml").write_text(common + f'[auth]\npublic_keys = ["{w / "rsa.pem"}"]\n' + rules)
+(w / "es.toml").write_text(common + f'[auth]\npublic_keys = ["{w / "ec.pem"}"]\n' + rules)
 (w / "jwks.toml.in").write_text(common + '[auth]\njwks_url = "@JWKS_URL@"\n' + rules)
+# The same without the cache of verified tokens: every request verifies its signature.
+for name in ("rs", "es", "jwks"):
+    src = w / (name + (".toml.in" if name == "jwks" else ".toml"))
+    dst = w / (name + "-nocache" + (".toml.in" if name == "jwks" else ".toml"))
+    dst.write_text(src.read_text() + "token_cache_mb = 0\n")
 PY
 
-# start_origin CONFIG NAME -> sets STARTED_URL
+# start_origin CONFIG NAME -> sets STARTED_URL and STARTED_PID
 start_origin() {
     RUST_LOG=${RUST_LOG:-warn} "$BIN" serve --assets "$ROOT/assets" --listen 127.0.0.1:0 --config "$1" \
         >"$WORK/$2.out" 2>"$WORK/$2.log" &
-    PIDS+=($!)
+    STARTED_PID=$!
+    PIDS+=("$STARTED_PID")
     STARTED_URL=""
     for _ in $(seq 300); do
         STARTED_URL=$(sed -n 's/^drm-origin listening on \(http:\/\/[0-9.:]*\).*/\1/p' "$WORK/$2.out" | head -n1)
         [ -n "$STARTED_URL" ] && return 0
+        kill -0 "$STARTED_PID" 2>/dev/null || { cat "$WORK/$2.log" >&2; die "origin $2 exited"; }
         sleep 0.1
     done
     cat "$WORK/$2.log" >&2
@@ -106,22 +126,32 @@ wrk.headers["Authorization"] = "Bearer {token}"
 PY
 }
 
-# run_wrk TAG LABEL URL [LUA] -> prints req/s; fails on any non-2xx answer
+# CPU time of a process in clock ticks: utime + stime (fields 14, 15 of /proc/PID/stat, all its
+# threads), read as benches/load.sh reads it.
+TCK=$(getconf CLK_TCK)
+ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
+
+# run_wrk TAG LABEL PID URL [LUA] -> appends "LABEL req/s cpu-ms-per-request p50 p99" (tab
+# separated) to rows.tsv; fails on any non-2xx answer
 run_wrk() {
-    local tag=$1 name=$2 url=$3 lua=${4:-}
+    local tag=$1 name=$2 pid=$3 url=$4 lua=${5:-}
     local args=(-t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency)
     [ -n "$lua" ] && args+=(-s "$lua")
+    local before after
+    before=$(ticks "$pid")
     wrk "${args[@]}" "$url" >"$WORK/$tag.wrk" 2>&1 || { cat "$WORK/$tag.wrk" >&2; die "wrk failed ($name)"; }
+    after=$(ticks "$pid")
     if grep -q "Non-2xx" "$WORK/$tag.wrk"; then cat "$WORK/$tag.wrk" >&2; die "$name: non-2xx answers"; fi
     if grep -q "Socket errors" "$WORK/$tag.wrk"; then
         echo "warning ($name): $(grep 'Socket errors' "$WORK/$tag.wrk")" >&2
     fi
-    local rps p50 p99
-    rps=$(awk '/^Requests\/sec:/ {print $2}' "$WORK/$tag.wrk")
-    p50=$(awk '$1=="50%" {print $2}' "$WORK/$tag.wrk")
-    p99=$(awk '$1=="99%" {print $2}' "$WORK/$tag.wrk")
-    printf '%-24s %12s req/s   p50 %-9s p99 %s\n' "$name" "$rps" "$p50" "$p99" >>"$WORK/results.txt"
-    echo "$rps"
+    awk -v dt="$(( after - before ))" -v tck="$TCK" -v name="$name" '
+        /^Requests\/sec:/ { rps = $2 }
+        /requests in/ { reqs = $1 }
+        $1 == "50%" { p50 = $2 }
+        $1 == "99%" { p99 = $2 }
+        END { printf "%s\t%s\t%.4f\t%s\t%s\n", name, rps, (reqs > 0 ? dt * 1000 / tck / reqs : 0), p50, p99 }' \
+        "$WORK/$tag.wrk" >>"$WORK/rows.tsv"
 }
 
 check_license() {  # URL TOKENFILE: one request by curl must be a 200 JWK set with two keys
@@ -133,20 +163,30 @@ check_license() {  # URL TOKENFILE: one request by curl must be a 200 JWK set wi
         || die "license check: not two keys"
 }
 
-echo "license load: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, $(nproc) cores, 2 KIDs per request"
+# license_row TAG LABEL URL PID: one license checked by curl, then the server loaded with that token
+license_row() {
+    check_license "$3" "$WORK/$1.token"
+    license_lua "$WORK/$1.token" >"$WORK/$1.lua"
+    run_wrk "$1" "$2" "$4" "$3/.drm/clearkey" "$WORK/$1.lua"
+}
+
+echo "license load: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, $(nproc) cores, 2 KIDs per request, one fixed token per row"
 
 start_origin "$WORK/hs.toml" hs
-HS_URL=$STARTED_URL
-check_license "$HS_URL" "$WORK/hs.token"
-license_lua "$WORK/hs.token" >"$WORK/hs.lua"
-HEALTH=$(run_wrk health "GET /healthz (baseline)" "$HS_URL/healthz")
-HS=$(run_wrk hs "HS256 licenses" "$HS_URL/.drm/clearkey" "$WORK/hs.lua")
+run_wrk health "GET /healthz (baseline)" "$STARTED_PID" "$STARTED_URL/healthz"
+license_row hs "HS256 licenses" "$STARTED_URL" "$STARTED_PID"
 
 start_origin "$WORK/rs.toml" rs
-RS_URL=$STARTED_URL
-check_license "$RS_URL" "$WORK/rs.token"
-license_lua "$WORK/rs.token" >"$WORK/rs.lua"
-RS=$(run_wrk rs "RS256 licenses" "$RS_URL/.drm/clearkey" "$WORK/rs.lua")
+license_row rs "RS256 licenses" "$STARTED_URL" "$STARTED_PID"
+license_row ps "PS256 licenses" "$STARTED_URL" "$STARTED_PID"
+start_origin "$WORK/rs-nocache.toml" rs-nocache
+license_row rs "RS256 licenses, no cache" "$STARTED_URL" "$STARTED_PID"
+license_row ps "PS256 licenses, no cache" "$STARTED_URL" "$STARTED_PID"
+
+start_origin "$WORK/es.toml" es
+license_row es "ES256 licenses" "$STARTED_URL" "$STARTED_PID"
+start_origin "$WORK/es-nocache.toml" es-nocache
+license_row es "ES256 licenses, no cache" "$STARTED_URL" "$STARTED_PID"
 
 # The identity provider: a static JWKS on an ephemeral port (its port written to idp.port).
 python3 - "$WORK/www" "$WORK/idp.port" <<'PY' &
@@ -162,18 +202,40 @@ PY
 PIDS+=($!)
 for _ in $(seq 100); do [ -s "$WORK/idp.port" ] && break; sleep 0.1; done
 [ -s "$WORK/idp.port" ] || die "JWKS server did not start"
-sed "s|@JWKS_URL@|http://127.0.0.1:$(cat "$WORK/idp.port")/jwks.json|" "$WORK/jwks.toml.in" >"$WORK/jwks.toml"
+for c in jwks jwks-nocache; do
+    sed "s|@JWKS_URL@|http://127.0.0.1:$(cat "$WORK/idp.port")/jwks.json|" "$WORK/$c.toml.in" >"$WORK/$c.toml"
+done
 start_origin "$WORK/jwks.toml" jwks
-JW_URL=$STARTED_URL
-check_license "$JW_URL" "$WORK/jwks.token"
-license_lua "$WORK/jwks.token" >"$WORK/jwks.lua"
-JW=$(run_wrk jwks "RS256 licenses (JWKS)" "$JW_URL/.drm/clearkey" "$WORK/jwks.lua")
+license_row jwks-rs "RS256 licenses (JWKS)" "$STARTED_URL" "$STARTED_PID"
+license_row jwks-es "ES256 licenses (JWKS)" "$STARTED_URL" "$STARTED_PID"
+start_origin "$WORK/jwks-nocache.toml" jwks-nocache
+license_row jwks-rs "RS256 (JWKS), no cache" "$STARTED_URL" "$STARTED_PID"
+license_row jwks-es "ES256 (JWKS), no cache" "$STARTED_URL" "$STARTED_PID"
 
+for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null || die "a server died during the run"; done
 echo
-cat "$WORK/results.txt"
-python3 - "$HEALTH" "$HS" "$RS" "$JW" <<'PY'
+python3 - "$WORK/rows.tsv" <<'PY'
 import sys
-h, hs, rs, jw = map(float, sys.argv[1:])
-print(f"\nlicenses/s: HS256 {hs:,.0f} ({hs / h:.0%} of /healthz), RS256 {rs:,.0f} ({rs / h:.0%} of /healthz), "
-      f"RS256 from a JWKS {jw:,.0f} ({jw / h:.0%} of /healthz, {jw / rs:.2f}x the configured RSA key)")
+rows = [line.rstrip("\n").split("\t") for line in open(sys.argv[1])]
+health = float(rows[0][1])
+# issue 12.5: asymmetric licenses against /healthz of the same run
+targets = {"RS256": 0.30, "PS256": 0.30, "ES256": 0.25}
+print(f"{'row':<26} {'req/s':>10} {'x healthz':>9} {'ms CPU/req':>10}  {'p50':<9} {'p99':<9} {'target':<8} verdict")
+missed = {"cache on": 0, "no cache": 0}
+for name, rps, cpu, p50, p99 in rows:
+    ratio = float(rps) / health
+    alg = name.split()[0]
+    goal, verdict = "", ""
+    if alg in targets:
+        goal = f">={targets[alg]:.2f}x"
+        verdict = "ok" if ratio >= targets[alg] else "MISSED"
+        missed["no cache" if "no cache" in name else "cache on"] += verdict == "MISSED"
+    print(f"{name:<26} {float(rps):>10,.0f} {ratio:>8.3f}x {float(cpu):>10.4f}  {p50:<9} {p99:<9} {goal:<8} {verdict}")
+print("\nx healthz = the row's req/s / GET /healthz req/s of this run; ms CPU/req = the server's")
+print("utime+stime (/proc/PID/stat, all threads) over the wrk run / requests answered.")
+print("Rows without 'no cache' run with the cache of verified tokens on (the default): one fixed")
+print("token per row, so after the first request they measure cache hits; 'no cache' rows")
+print("(token_cache_mb = 0) verify the signature on every request.")
+print(f"targets (issue 12.5): RS256/PS256 >= 0.30x, ES256 >= 0.25x of /healthz; missed: "
+      f"{missed['cache on']} with the cache, {missed['no cache']} without")
 PY

@@ -282,6 +282,11 @@ fn postgres_mode(ks: &super::raw::RawKeyStore, errors: &mut Vec<String>) -> Opti
     Some(Mode::Postgres(PgSettings { url, timeout: std::time::Duration::from_millis(timeout) }))
 }
 
+/// Default `auth.token_cache_mb`: room for some ten thousand verified tokens.
+const DEFAULT_TOKEN_CACHE_MB: u64 = 8;
+/// Largest `auth.token_cache_mb`.
+const MAX_TOKEN_CACHE_MB: u64 = 4096;
+
 /// `[auth]`: verification keys and token rules. Required when a policy delivers keys by token.
 fn build_auth(
     a: &RawAuth,
@@ -354,7 +359,15 @@ fn build_auth(
         tier_claim: a.tier_claim.clone(),
         tiers: a.tiers.clone(),
     };
-    drm.verifier = Some(Arc::new(Verifier { keys, jwks, config }));
+    // A fresh cache with every configuration: nothing verified under the old one is reused.
+    let cache_mb = a.token_cache_mb.unwrap_or(DEFAULT_TOKEN_CACHE_MB);
+    if cache_mb > MAX_TOKEN_CACHE_MB {
+        errors.push(format!("auth.token_cache_mb: {cache_mb} is over {MAX_TOKEN_CACHE_MB}"));
+    }
+    let cache = (cache_mb > 0).then(|| {
+        crate::license::verified::VerifiedTokens::new(cache_mb.min(MAX_TOKEN_CACHE_MB).saturating_mul(1 << 20))
+    });
+    drm.verifier = Some(Arc::new(Verifier { keys, jwks, config, cache }));
 }
 
 /// `auth.jwks_url` / `auth.openid_discovery_url`: keys published by an identity provider. The

@@ -137,6 +137,7 @@ pub(super) struct RawAuth {
     pub jwks_timeout_secs: Option<u64>,
     pub jwks_min_refresh_secs: Option<u64>,
     pub jwks_ca_file: Option<PathBuf>,
+    pub token_cache_mb: Option<u64>,
 }
 
 impl std::fmt::Debug for RawAuth {

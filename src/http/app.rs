@@ -215,6 +215,11 @@ impl App {
             line("origin_jwks_keys", "Signing keys of the last good JWKS.", "gauge", j.keys().len().to_string());
             line("origin_jwks_refresh_failures_total", "Failed JWKS refreshes.", "counter", j.failures().to_string());
         }
+        if let Some(c) = drm.verifier.as_ref().and_then(|v| v.cache.as_ref()) {
+            let hits = "License and key requests whose token was found verified in the cache (since the configuration was loaded).";
+            line("origin_token_cache_hits_total", hits, "counter", c.hits().to_string());
+            line("origin_token_cache_entries", "Verified tokens remembered.", "gauge", c.len().to_string());
+        }
         if let Some(d) = self.devices() {
             x.push_str(&d.metrics_text());
         }

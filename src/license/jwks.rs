@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
+use sha2::Digest;
 
 use super::fetch::{self, Target, Trust};
 use super::token::VerifyKey;
@@ -85,12 +86,23 @@ struct Status {
     last_ok: bool,
 }
 
+/// The last good keys and their generation: a number that changes whenever a fetched document
+/// differs from the one the keys came from (a key removed, added or replaced), so that a
+/// verification remembered under one generation is never reused under another
+/// ([`super::verified`]). Kept under one lock so a reader sees keys and generation together.
+struct KeySet {
+    keys: Arc<Vec<VerifyKey>>,
+    generation: u64,
+    /// SHA-256 of the document the keys were parsed from.
+    digest: [u8; 32],
+}
+
 /// The keys of one source and their refresher.
 pub struct Jwks {
     source: JwksSource,
     target: Target,
     trust: Trust,
-    keys: RwLock<Arc<Vec<VerifyKey>>>,
+    keys: RwLock<KeySet>,
     status: Mutex<Status>,
     single: tokio::sync::Mutex<()>,
     started: AtomicBool,
@@ -116,7 +128,7 @@ impl Jwks {
             source,
             target,
             trust,
-            keys: RwLock::new(Arc::new(Vec::new())),
+            keys: RwLock::new(KeySet { keys: Arc::new(Vec::new()), generation: 0, digest: [0; 32] }),
             status: Mutex::new(Status::default()),
             single: tokio::sync::Mutex::new(()),
             started: AtomicBool::new(false),
@@ -136,9 +148,15 @@ impl Jwks {
 
     /// The last good keys (empty until the first successful fetch).
     pub fn keys(&self) -> Arc<Vec<VerifyKey>> {
+        self.snapshot().0
+    }
+
+    /// The last good keys with their generation, read together.
+    pub fn snapshot(&self) -> (Arc<Vec<VerifyKey>>, u64) {
+        let read = |k: &KeySet| (k.keys.clone(), k.generation);
         match self.keys.read() {
-            Ok(k) => k.clone(),
-            Err(p) => p.into_inner().clone(),
+            Ok(k) => read(&k),
+            Err(p) => read(&p.into_inner()),
         }
     }
 
@@ -182,12 +200,12 @@ impl Jwks {
         let result = self.fetch_keys().await;
         let mut status = self.status();
         match result {
-            Ok((keys, skipped)) => {
+            Ok((keys, skipped, digest)) => {
                 status.last_success = Some(Instant::now());
                 status.last_ok = true;
                 drop(status);
                 let n = keys.len();
-                self.install(keys, &skipped);
+                self.install(keys, &skipped, digest);
                 Ok(n)
             }
             Err(e) => {
@@ -201,7 +219,8 @@ impl Jwks {
         }
     }
 
-    async fn fetch_keys(&self) -> Result<(Vec<VerifyKey>, Vec<String>), String> {
+    /// The usable keys of the document, the reasons others were skipped, the document's digest.
+    async fn fetch_keys(&self) -> Result<(Vec<VerifyKey>, Vec<String>, [u8; 32]), String> {
         let deadline = self.source.timeout;
         let jwks_target = if self.source.discovery {
             let body = fetch::get(&self.target, &self.trust, deadline).await.map_err(|e| format!("discovery: {e}"))?;
@@ -211,10 +230,11 @@ impl Jwks {
             self.target.clone()
         };
         let body = fetch::get(&jwks_target, &self.trust, deadline).await.map_err(|e| format!("JWKS: {e}"))?;
-        parse_jwks(&body)
+        let (keys, skipped) = parse_jwks(&body)?;
+        Ok((keys, skipped, sha2::Sha256::digest(&body).into()))
     }
 
-    fn install(&self, keys: Vec<VerifyKey>, skipped: &[String]) {
+    fn install(&self, keys: Vec<VerifyKey>, skipped: &[String], digest: [u8; 32]) {
         let kids = |v: &[VerifyKey]| -> BTreeSet<String> {
             v.iter().map(|k| k.kid.clone().unwrap_or_else(|| "(no kid)".to_owned())).collect()
         };
@@ -229,9 +249,18 @@ impl Jwks {
                 tracing::warn!(url = %self.source.shown_url(), "JWKS key ignored: {s}");
             }
         }
+        let replace = |set: &mut KeySet| {
+            // Any change of the document, even one the key ids do not show (a key replaced
+            // under its old id), is a new generation; the same document again is not.
+            if set.digest != digest {
+                set.generation = set.generation.wrapping_add(1);
+                set.digest = digest;
+            }
+            set.keys = Arc::new(keys);
+        };
         match self.keys.write() {
-            Ok(mut k) => *k = Arc::new(keys),
-            Err(p) => *p.into_inner() = Arc::new(keys),
+            Ok(mut k) => replace(&mut k),
+            Err(p) => replace(&mut p.into_inner()),
         }
     }
 
@@ -433,6 +462,30 @@ mod tests {
             let doc = rng.bytes(len);
             let _ = parse_jwks(&doc);
         }
+    }
+
+    /// The generation moves with the document, not with each refresh: the cache of verified
+    /// tokens survives refreshes that change nothing and forgets everything when a key changes.
+    #[test]
+    fn generation_changes_with_the_document() {
+        let source = JwksSource {
+            url: "https://idp.test/keys".to_owned(),
+            discovery: false,
+            refresh: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            on_demand_min_interval: Duration::from_secs(1),
+            issuer: None,
+            ca_file: None,
+        };
+        let j = Jwks::new(source).unwrap();
+        assert_eq!(j.snapshot().1, 0);
+        j.install(Vec::new(), &[], [1; 32]);
+        let first = j.snapshot().1;
+        assert_ne!(first, 0);
+        j.install(Vec::new(), &[], [1; 32]);
+        assert_eq!(j.snapshot().1, first, "the same document again is the same generation");
+        j.install(Vec::new(), &[], [2; 32]);
+        assert_ne!(j.snapshot().1, first);
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod device;
 pub mod fetch;
 pub mod jwks;
 pub mod token;
+pub mod verified;
 
 pub use jwks::{Jwks, JwksSource};
 pub use token::{Claims, Denied, TokenConfig, Verifier};

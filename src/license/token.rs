@@ -80,6 +80,9 @@ pub struct Verifier {
     pub jwks: Option<std::sync::Arc<super::jwks::Jwks>>,
     /// Rules.
     pub config: TokenConfig,
+    /// Tokens this verifier already accepted (`None`: every token is verified in full). It lives
+    /// and dies with this verifier, i.e. with one configuration.
+    pub cache: Option<super::verified::VerifiedTokens>,
 }
 
 /// The claims of a verified token.
@@ -87,16 +90,33 @@ pub struct Verifier {
 pub struct Claims(pub serde_json::Map<String, Value>);
 
 impl Verifier {
-    /// Verifies signature, algorithm, time, issuer and audience.
+    /// Verifies signature, algorithm, time, issuer and audience; a token accepted before under
+    /// the same keys is answered from the cache after its lifetime is checked again.
     pub fn verify(&self, token: &str) -> Result<Claims, Denied> {
+        use super::verified::VerifiedTokens;
         if token.is_empty() {
             return Err(Denied::Unauthorized("missing_token"));
         }
         if token.len() > 16 * 1024 {
             return Err(Denied::Unauthorized("malformed_token"));
         }
+        // Keys and their generation are read together, before verifying: an entry is never
+        // filed under a generation newer than the keys that verified it.
+        let (published, generation) = self.jwks.as_ref().map(|j| j.snapshot()).unwrap_or_default();
+        let Some(cache) = &self.cache else { return self.verify_with(token, &published) };
+        let digest = VerifiedTokens::digest(token);
+        let leeway = self.config.leeway_secs;
+        if let Some(claims) = cache.get(&digest, generation, leeway, jsonwebtoken::get_current_timestamp()) {
+            return Ok(claims);
+        }
+        let claims = self.verify_with(token, &published)?;
+        cache.insert(digest, token.len(), &claims, generation, leeway, jsonwebtoken::get_current_timestamp());
+        Ok(claims)
+    }
+
+    /// The full verification against the configuration's keys and `published` ones.
+    fn verify_with(&self, token: &str, published: &[VerifyKey]) -> Result<Claims, Denied> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| Denied::Unauthorized("malformed_token"))?;
-        let published = self.jwks.as_ref().map(|j| j.keys()).unwrap_or_default();
         let all: Vec<&VerifyKey> = self.keys.iter().chain(published.iter()).collect();
         if all.is_empty() {
             return Err(Denied::Unauthorized("no_verification_keys"));
@@ -317,4 +337,48 @@ pub fn keys_from_pem(pem: &[u8], kid: Option<String>) -> Result<VerifyKey, Strin
 /// An HMAC verification key for `algorithms` (HS256/384/512).
 pub fn hmac_key(secret: &[u8], algorithms: Vec<Algorithm>) -> VerifyKey {
     VerifyKey { kid: None, key: DecodingKey::from_secret(secret), algorithms }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::license::verified::VerifiedTokens;
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    fn verifier(audience: &str) -> Verifier {
+        let config = TokenConfig { audience: Some(audience.to_owned()), leeway_secs: 30, ..TokenConfig::default() };
+        Verifier {
+            keys: vec![hmac_key(SECRET, vec![Algorithm::HS256])],
+            jwks: None,
+            config,
+            cache: Some(VerifiedTokens::new(1 << 20)),
+        }
+    }
+
+    fn token(exp: u64) -> String {
+        let claims = serde_json::json!({"aud": "one", "exp": exp, "sub": "alice"});
+        let key = jsonwebtoken::EncodingKey::from_secret(SECRET);
+        jsonwebtoken::encode(&jsonwebtoken::Header::new(Algorithm::HS256), &claims, &key).unwrap()
+    }
+
+    /// A remembered token answers like a fresh one; a verifier of another configuration (what
+    /// a reload builds) does not know it; failures are never remembered.
+    #[test]
+    fn cached_answers_are_those_of_the_full_path() {
+        let now = jsonwebtoken::get_current_timestamp();
+        let v = verifier("one");
+        let t = token(now + 3600);
+        let first = v.verify(&t).unwrap();
+        let cache = v.cache.as_ref().unwrap();
+        assert_eq!(cache.len(), 1);
+        assert_eq!(v.verify(&t).unwrap().0, first.0);
+        assert_eq!(verifier("two").verify(&t).unwrap_err(), Denied::Unauthorized("wrong_audience"));
+        let other = jsonwebtoken::EncodingKey::from_secret(b"another secret of thirty-two bytes");
+        let claims = serde_json::json!({"aud": "one", "exp": now + 3600, "sub": "alice"});
+        let forged = jsonwebtoken::encode(&jsonwebtoken::Header::new(Algorithm::HS256), &claims, &other).unwrap();
+        assert_eq!(v.verify(&forged).unwrap_err(), Denied::Unauthorized("bad_signature"));
+        assert_eq!(v.verify(&token(now - 3600)).unwrap_err(), Denied::Unauthorized("expired"));
+        assert_eq!(cache.len(), 1, "refusals are not remembered");
+    }
 }
