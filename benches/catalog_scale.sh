@@ -29,16 +29,13 @@ printf '[storage]\nrescan_interval_ms = 50\nstable_after_ms = 0\n' >"$WORK/c.tom
 # start DIR -> PID, URL; T0 = just before exec
 start() {
     cat /dev/null >"$WORK/out"
+    # A fixed free port, so requests can start before the first scan ends (the "listening"
+    # line is printed after it).
+    PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    URL=http://127.0.0.1:$PORT
     T0=$(now)
-    RUST_LOG=warn "$BIN" serve --assets "$1" --listen 127.0.0.1:0 --config "$WORK/c.toml" >"$WORK/out" 2>"$WORK/log" &
+    RUST_LOG=warn "$BIN" serve --assets "$1" --listen "127.0.0.1:$PORT" --config "$WORK/c.toml" >"$WORK/out" 2>"$WORK/log" &
     PID=$!
-    URL=""
-    for _ in $(seq 3000); do
-        URL=$(sed -n 's/^drm-origin listening on \(http:\/\/[0-9.:]*\).*/\1/p' "$WORK/out" | head -n1)
-        [ -n "$URL" ] && break
-        sleep 0.01
-    done
-    [ -n "$URL" ] || { cat "$WORK/log" >&2; exit 1; }
 }
 stop() { kill "$PID"; wait "$PID" 2>/dev/null || true; PID=""; }
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$PID/status"; }
