@@ -45,6 +45,7 @@ fn bench_segment(c: &mut Criterion) {
     let r = &asset.renditions[0];
     let track = r.track().expect("track");
     let (seg, samples) = r.segment(1).expect("segment 1");
+    let samples = samples.as_slice();
     let mut g = c.benchmark_group("segment_build");
     g.throughput(Throughput::Bytes(seg.bytes));
     g.bench_function("media_segment_zero_copy", |b| {

@@ -79,7 +79,7 @@ fn corrupted_assets_never_panic() {
                     let _ = fmp4::init_segment(&src.index.mvhd, t);
                     for n in 1..=r.segments.len() {
                         let (seg, samples) = r.segment(n).unwrap();
-                        let _ = fmp4::media_segment(n as u32, seg.dts, samples, &src.data);
+                        let _ = fmp4::media_segment(n as u32, seg.dts, &samples, &src.data);
                     }
                 }
                 let _ = std::fs::remove_file(&path);

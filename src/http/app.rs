@@ -157,6 +157,26 @@ impl App {
             "gauge",
             (lib.assets.len().saturating_sub(ready)).to_string(),
         );
+        let ix = &self.store.stats;
+        line(
+            "origin_index_bytes",
+            "Heap bytes held by the indexes of the files being served.",
+            "gauge",
+            self.store.index_bytes().to_string(),
+        );
+        line("origin_index_files_total", "Files indexed since start.", "counter", ix.files.load(Relaxed).to_string());
+        line(
+            "origin_index_seconds_total",
+            "Time spent indexing files since start.",
+            "counter",
+            (ix.nanos.load(Relaxed) as f64 / 1e9).to_string(),
+        );
+        line(
+            "origin_index_seconds_max",
+            "Longest time one file took to index since start.",
+            "gauge",
+            (ix.max_nanos.load(Relaxed) as f64 / 1e9).to_string(),
+        );
         line(
             "origin_encrypted_cache_bytes",
             "Bytes held by the protected-segment cache.",

@@ -169,7 +169,7 @@ where
             if app.settings.player_script.is_none() {
                 return Err(ServeError::Route(routes::RouteError::NotFound));
             }
-            asset(app, &id)?;
+            asset(app, &id).await?;
             let mut r = send(req, player::page());
             let h = r.headers_mut();
             h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(player::CSP));
@@ -187,7 +187,7 @@ where
             fields.asset = id.clone();
             fields.kind = Kind::Manifest;
             fields.variant = variant.or_else(|| app.drm().0.policy_for(&id).dash.first().copied());
-            manifest::mpd(app, &*asset(app, &id)?, variant)?
+            manifest::mpd(app, &*asset(app, &id).await?, variant)?
         }
         Route::Master { asset: id, variant } => {
             fields.asset = id.clone();
@@ -195,7 +195,7 @@ where
             fields.variant = variant.or_else(|| app.drm().0.policy_for(&id).hls.first().copied());
             let (drm, _) = app.drm();
             let q = PlaylistQuery::parse(query, drm.carry_token)?;
-            manifest::master(app, &*asset(app, &id)?, variant, q)?
+            manifest::master(app, &*asset(app, &id).await?, variant, q)?
         }
         Route::MediaPlaylist { asset: id, rendition, variant } => {
             fields.asset = id.clone();
@@ -204,7 +204,7 @@ where
             fields.rendition = rendition.clone();
             let (drm, _) = app.drm();
             let q = PlaylistQuery::parse(query, drm.carry_token)?;
-            manifest::media(app, &*asset(app, &id)?, &rendition, variant, q)?
+            manifest::media(app, &*asset(app, &id).await?, &rendition, variant, q)?
         }
         Route::Init { asset: id, rendition, variant, version } => {
             fields.asset = id.clone();
@@ -212,7 +212,7 @@ where
             fields.variant = Some(variant);
             fields.rendition = rendition.clone();
             fields.segment = "init".into();
-            segment::init(app, &asset(app, &id)?, &rendition, variant, version).await?
+            segment::init(app, &asset(app, &id).await?, &rendition, variant, version).await?
         }
         Route::Segment { asset: id, rendition, number, variant, version } => {
             fields.asset = id.clone();
@@ -220,7 +220,7 @@ where
             fields.variant = Some(variant);
             fields.rendition = rendition.clone();
             fields.segment = number.to_string();
-            segment::media(app, &asset(app, &id)?, &rendition, number, variant, version).await?
+            segment::media(app, &asset(app, &id).await?, &rendition, number, variant, version).await?
         }
     };
     Ok(send(req, resource))
@@ -259,12 +259,21 @@ fn preflight(req: &http::request::Parts) -> Response<Chunks> {
     r
 }
 
-/// The asset `id`, ready; 503 when its files are unusable (or the first scan is still running),
-/// 404 when unknown.
-fn asset(app: &App, id: &str) -> Result<Arc<Asset>, ServeError> {
-    match app.store.library().assets.get(id) {
-        Some(AssetState::Ready(a)) => Ok(a.clone()),
-        Some(AssetState::Broken(why)) => Err(ServeError::AssetBroken(why.clone())),
+/// The asset `id`, ready; 503 when its files are unusable (or the first scan has not found it
+/// yet), 404 when unknown. An asset a running scan found but has not built yet is built now, on
+/// a blocking thread: its first request waits for its own indexing, not the folder's.
+async fn asset(app: &App, id: &str) -> Result<Arc<Asset>, ServeError> {
+    let state = match app.store.library().assets.get(id) {
+        Some(s) => Some(s.clone()),
+        None if app.store.is_pending(id) => {
+            let (store, id) = (app.store.clone(), id.to_owned());
+            tokio::task::spawn_blocking(move || store.build_pending(&id)).await.ok().flatten()
+        }
+        None => None,
+    };
+    match state {
+        Some(AssetState::Ready(a)) => Ok(a),
+        Some(AssetState::Broken(why)) => Err(ServeError::AssetBroken(why)),
         None if !app.ready.load(std::sync::atomic::Ordering::Relaxed) => Err(ServeError::Starting),
         None => Err(ServeError::UnknownAsset),
     }

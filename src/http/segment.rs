@@ -116,7 +116,7 @@ pub(super) async fn media(
     }
     if variant == Variant::Clear {
         check_version(version, r.clear_version)?;
-        let chunks = fmp4::media_segment(seq, seg.dts, samples, &r.source.data)?;
+        let chunks = fmp4::media_segment(seq, seg.dts, &samples, &r.source.data)?;
         return Ok(segment_resource(app, r, track.kind, number, variant, version, chunks));
     }
     let prot = plan(app, a, variant)?;
@@ -141,7 +141,8 @@ pub(super) async fn media(
     let maps_cache = app.subsample_maps.clone();
     let bytes = cached(app, cache_key, move || {
         let track = source.index.tracks.get(t_index).ok_or(ServeError::UnknownRendition)?;
-        let samples = track.samples.get(first..end).ok_or(ServeError::UnknownSegment)?;
+        let samples = track.samples.range(first, end).ok_or(ServeError::UnknownSegment)?;
+        let samples = samples.as_slice();
         let stream = protect::stream_id(&asset_id, &r_id);
         let file = &source.data;
         if variant == Variant::Aes128 {

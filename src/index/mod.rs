@@ -7,6 +7,8 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 pub mod build;
+pub mod table;
 pub mod time;
 
 pub use build::{build, FileIndex, IndexError, ReadAt, TrackIndex, TrackKind};
+pub use table::SampleTable;

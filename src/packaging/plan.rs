@@ -82,10 +82,10 @@ impl Rendition {
         self.source.index.tracks.get(self.track)
     }
 
-    /// Samples of segment `n` (1-based).
-    pub fn segment(&self, n: usize) -> Option<(&Segment, &[Sample])> {
+    /// Samples of segment `n` (1-based), decoded from the compact table.
+    pub fn segment(&self, n: usize) -> Option<(&Segment, Vec<Sample>)> {
         let seg = self.segments.get(n.checked_sub(1)?)?;
-        let samples = self.track()?.samples.get(seg.first..seg.end)?;
+        let samples = self.track()?.samples.range(seg.first, seg.end)?;
         Some((seg, samples))
     }
 }
@@ -139,7 +139,7 @@ pub fn plan(id: &str, files: Vec<Arc<SourceFile>>, target: f64) -> Asset {
         let mut k = 1.0f64;
         for (idx, s) in t.samples.iter().enumerate() {
             let at = time::seconds(s.dts, t.timescale);
-            if idx > 0 && is_candidate(t, idx, s) && at + 1e-9 >= k * target {
+            if idx > 0 && is_candidate(t, idx, &s) && at + 1e-9 >= k * target {
                 cuts.push(at);
                 while k * target <= at + 1e-9 {
                     k += 1.0;
@@ -241,7 +241,7 @@ fn cut(t: &TrackIndex, cuts: &[f64]) -> Vec<Segment> {
         while pending.next_if(|&&c| at + 1e-9 >= c).is_some() {
             owed = true;
         }
-        if owed && is_candidate(t, idx, s) {
+        if owed && is_candidate(t, idx, &s) {
             starts.push(idx);
             owed = false;
         }
@@ -250,17 +250,20 @@ fn cut(t: &TrackIndex, cuts: &[f64]) -> Vec<Segment> {
     let mut segs: Vec<Segment> = Vec::with_capacity(starts.len());
     for (k, &first) in starts.iter().enumerate() {
         let end = starts.get(k.saturating_add(1)).copied().unwrap_or(t.samples.len());
-        let Some(samples) = t.samples.get(first..end) else {
-            continue;
-        };
-        let pts = samples.iter().map(pts_of).min().unwrap_or(0);
-        let dts = samples.first().map_or(0, |s| s.dts);
-        let bytes = samples.iter().map(|s| u64::from(s.size)).sum();
+        let (mut pts, mut dts, mut bytes) = (None::<u64>, None, 0u64);
+        for s in t.samples.iter_from(first).take(end.saturating_sub(first)) {
+            pts = Some(pts.map_or(pts_of(&s), |p| p.min(pts_of(&s))));
+            dts.get_or_insert(s.dts);
+            bytes = bytes.saturating_add(u64::from(s.size));
+        }
+        // (An empty range cannot occur: cut instants are strictly increasing sample indices.)
+        let dts = dts.unwrap_or(0);
+        let pts = pts.unwrap_or(0);
         segs.push(Segment { first, end, dts, pts, duration: 0, start: 0, presented: 0, bytes });
     }
     // Durations: from one segment's earliest presentation to the next's; the last runs to the
     // end of the last sample's presentation.
-    let end_pts = t.samples.iter().map(|s| pts_of(s).saturating_add(u64::from(s.duration))).max().unwrap_or(0);
+    let end_pts = t.samples.iter().map(|s| pts_of(&s).saturating_add(u64::from(s.duration))).max().unwrap_or(0);
     let next_pts: Vec<u64> = segs.iter().skip(1).map(|s| s.pts).chain(std::iter::once(end_pts)).collect();
     let start = u64::try_from(t.edit_media_time).unwrap_or(0);
     for (s, np) in segs.iter_mut().zip(next_pts) {

@@ -13,8 +13,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::mmap::MappedFile;
 use super::remote::RemoteObject;
@@ -80,6 +81,29 @@ pub struct Store {
     library: RwLock<Arc<Library>>,
     cache: moka::sync::Cache<FileKey, Arc<SourceFile>>,
     state: Mutex<ScanState>,
+    /// Assets a running scan found and is about to build, by id. A request for one of them
+    /// builds it right away through the same once-cell the scan uses, so it waits for its own
+    /// files' indexing only, never for the rest of the folder.
+    pending: Mutex<HashMap<String, Arc<Pending>>>,
+    /// Indexing cost, for `/metrics`.
+    pub stats: IndexStats,
+}
+
+/// An asset to build: its files, and the result once built (by the scan or by a request).
+struct Pending {
+    keys: Vec<FileKey>,
+    built: OnceLock<(AssetState, bool)>,
+}
+
+/// Files indexed since start and the time it took (`/metrics`: issue 12.4).
+#[derive(Debug, Default)]
+pub struct IndexStats {
+    /// Files indexed.
+    pub files: AtomicU64,
+    /// Time spent indexing them, in nanoseconds.
+    pub nanos: AtomicU64,
+    /// The longest one, in nanoseconds.
+    pub max_nanos: AtomicU64,
 }
 
 #[derive(Default)]
@@ -108,7 +132,15 @@ impl Store {
             .weigher(|_k: &FileKey, v: &Arc<SourceFile>| u32::try_from(v.index.weight()).unwrap_or(u32::MAX))
             .max_capacity(512 << 20)
             .build();
-        Store { backend, settings, library: RwLock::new(Arc::default()), cache, state: Mutex::default() }
+        Store {
+            backend,
+            settings,
+            library: RwLock::new(Arc::default()),
+            cache,
+            state: Mutex::default(),
+            pending: Mutex::default(),
+            stats: IndexStats::default(),
+        }
     }
 
     /// The bucket, for the bucket backend (its traffic counters feed `/metrics`).
@@ -132,6 +164,42 @@ impl Store {
         match self.library.read() {
             Ok(l) => l.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Heap bytes held by the indexes of the files the current library serves.
+    pub fn index_bytes(&self) -> usize {
+        let lib = self.library();
+        let mut seen = std::collections::HashSet::new();
+        let mut total = 0usize;
+        for state in lib.assets.values() {
+            let AssetState::Ready(a) = state else { continue };
+            for r in &a.renditions {
+                if seen.insert(Arc::as_ptr(&r.source)) {
+                    total = total.saturating_add(r.source.index.heap_bytes());
+                }
+            }
+        }
+        total
+    }
+
+    /// True when a running scan found asset `id` and has not published it yet.
+    pub fn is_pending(&self, id: &str) -> bool {
+        self.pending_map().contains_key(id)
+    }
+
+    /// Asset `id` of a running scan, built now if the scan has not reached it yet (a concurrent
+    /// build of the same asset is waited for, not repeated). `None` when no scan holds it.
+    /// Blocking (indexing): call from a blocking thread.
+    pub fn build_pending(&self, id: &str) -> Option<AssetState> {
+        let p = self.pending_map().get(id).cloned()?;
+        Some(p.built.get_or_init(|| self.build_asset(id, &p.keys)).0.clone())
+    }
+
+    fn pending_map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Pending>>> {
+        match self.pending.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
         }
     }
 
@@ -182,6 +250,9 @@ impl Store {
         let old_lib = self.library();
         let mut assets = BTreeMap::new();
         let mut changed = false;
+        // First every asset to build is announced (so requests can build theirs on demand),
+        // then they are built in order.
+        let mut to_build: Vec<(String, Arc<Pending>)> = Vec::new();
         for (id, mut keys) in groups {
             keys.sort_by(|a, b| a.path.cmp(&b.path));
             let unchanged = st.built.get(&id) == Some(&keys);
@@ -194,12 +265,16 @@ impl Store {
                     continue;
                 }
             }
+            to_build.push((id, Arc::new(Pending { keys, built: OnceLock::new() })));
+        }
+        self.pending_map().extend(to_build.iter().map(|(id, p)| (id.clone(), p.clone())));
+        for (id, p) in &to_build {
             changed = true;
-            let (state, retry) = self.build_asset(&id, &keys);
+            let (state, retry) = p.built.get_or_init(|| self.build_asset(id, &p.keys)).clone();
             if !retry {
-                st.built.insert(id.clone(), keys);
+                st.built.insert(id.clone(), p.keys.clone());
             }
-            assets.insert(id, state);
+            assets.insert(id.clone(), state);
         }
         // Assets that disappeared.
         for id in old_lib.assets.keys() {
@@ -228,6 +303,13 @@ impl Store {
             match self.library.write() {
                 Ok(mut l) => *l = lib,
                 Err(p) => *p.into_inner() = lib,
+            }
+        }
+        // Published (or dropped): requests now find these assets in the library.
+        let mut pending = self.pending_map();
+        for (id, p) in &to_build {
+            if pending.get(id).is_some_and(|q| Arc::ptr_eq(q, p)) {
+                pending.remove(id);
             }
         }
         true
@@ -281,11 +363,18 @@ impl Store {
     fn load(&self, k: &FileKey) -> Result<SourceFile, index::IndexError> {
         let root = match &self.backend {
             Backend::Folder(root) => root,
-            Backend::Bucket(b) => return load_object(b, k),
+            Backend::Bucket(b) => {
+                let started = Instant::now();
+                let f = load_object(b, k)?;
+                self.indexed(&k.path, started.elapsed(), &f.index);
+                return Ok(f);
+            }
         };
         let path = root.join(&k.path);
         let mapped = MappedFile::open(&path)?;
+        let started = Instant::now();
         let idx = index::build(mapped.file(), mapped.len())?;
+        self.indexed(&k.path, started.elapsed(), &idx);
         let stem = k.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         let st = k.stamp;
         let fingerprint = super::fnv1a(&[
@@ -299,6 +388,23 @@ impl Store {
             .unwrap_or(SystemTime::UNIX_EPOCH);
         let source = super::source::Source::Local(mapped);
         Ok(SourceFile { name: k.path.display().to_string(), stem, data: source, index: idx, modified, fingerprint })
+    }
+}
+
+impl Store {
+    fn indexed(&self, path: &Path, took: Duration, idx: &index::FileIndex) {
+        let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        self.stats.files.fetch_add(1, Relaxed);
+        self.stats.nanos.fetch_add(ns, Relaxed);
+        self.stats.max_nanos.fetch_max(ns, Relaxed);
+        let samples: usize = idx.tracks.iter().map(|t| t.samples.len()).sum();
+        tracing::debug!(
+            file = %path.display(),
+            took = format_args!("{:.3}ms", took.as_secs_f64() * 1e3),
+            samples,
+            index_bytes = idx.heap_bytes(),
+            "file indexed"
+        );
     }
 }
 
