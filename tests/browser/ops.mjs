@@ -26,6 +26,15 @@ const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const TARGET_TIME = 4;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const children = [];
+/** SIGTERM, then resolves once the child has exited (SIGKILL after 10 s). */
+function stopped(child) {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    const force = setTimeout(() => child.kill('SIGKILL'), 10000);
+    child.once('exit', () => { clearTimeout(force); resolve(); });
+    child.kill('SIGTERM');
+  });
+}
 process.on('exit', () => { for (const c of children) if (c.exitCode === null) c.kill('SIGKILL'); });
 
 function freePort() {
@@ -200,8 +209,9 @@ events {} http { include /etc/nginx/mime.types; types { application/dash+xml mpd
     return null;
   });
   await nbrowser.close();
-  nginx.kill('SIGTERM');
-  origin.child.kill('SIGTERM');
+  // Wait for both to exit: the exit hook's SIGKILL of an nginx master still shutting down
+  // would leave its worker running, orphaned, after the test.
+  await Promise.all([stopped(nginx), stopped(origin.child)]);
   const failed = results.filter((r) => r.reason).length;
   console.log(`\nops.mjs: ${results.length - failed} passed, ${failed} failed`);
   process.exit(failed ? 1 : 0);
