@@ -7,6 +7,11 @@
 #
 #   bash scripts/fuzz.sh [SECONDS] [TARGET…]
 #
+# FUZZ_SEED=N fixes libFuzzer's seed. CI sets it: the same source, corpus and seed replay the
+# same inputs, so CI re-checks what a longer exploratory run (random seed, the default) found
+# clean instead of failing a submission on a brand-new discovery; exploration happens here,
+# and every crash it finds becomes a corpus file that `cargo test` replays for good.
+#
 # On stable Rust: no sanitizer (-s none) and RUSTC_BOOTSTRAP=1, as verified for this toolchain.
 # The first build takes about 3 minutes on 2 cores (cargo-fuzz itself about 2 to install).
 set -euo pipefail
@@ -25,10 +30,12 @@ for t in "${targets[@]}"; do
     mkdir -p "$scratch/$t" "fuzz/artifacts/$t"
     cp fuzz/corpus/"$t"/* "$scratch/$t/"
     dict=()
+    seed=()
+    [ -z "${FUZZ_SEED:-}" ] || seed=(-seed="$FUZZ_SEED")
     case "$t" in mp4_index|nal_subsamples) dict=(-dict=fuzz/mp4.dict) ;; esac
     echo "== $t: ${SECONDS_PER_TARGET}s"
     if ! cargo fuzz run -s none -O "$t" "$scratch/$t" -- -max_total_time="$SECONDS_PER_TARGET" \
-        -max_len=262144 -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 "${dict[@]}" \
+        -max_len=262144 -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 "${dict[@]}" "${seed[@]}" \
         -artifact_prefix="fuzz/artifacts/$t/" 2>"$scratch/$t.log"; then
         tail -30 "$scratch/$t.log"
         failed+=("$t")

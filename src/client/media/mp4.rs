@@ -258,6 +258,15 @@ fn clear_traf(
                 r.u32().map_err(mp4err)?;
             }
             let len = usize::try_from(size).map_err(|_| bad("sample size"))?;
+            // A trun without per-sample fields costs no bytes per sample, so its count is bounded
+            // only here: every sample must lie in the segment, and there cannot be more samples
+            // than bytes (empty samples included), or a 4-byte count would allocate gigabytes.
+            if pos.checked_add(len).is_none_or(|end| end > seg.len()) {
+                return Err(bad("sample outside the segment"));
+            }
+            if samples.len() >= seg.len() {
+                return Err(bad("more samples than bytes in the segment"));
+            }
             samples.push(SampleRange { start: pos, len });
             pos = pos.saturating_add(len);
         }
