@@ -297,15 +297,19 @@ pub fn cenc_segment<R: ReadAt + ?Sized>(
     // One key schedule for the whole fragment (the per-sample API would expand it per sample).
     let cipher = <aes::Aes128Enc as aes::cipher::KeyInit>::new(sk.key.bytes().into());
     let (crypt, skip) = pattern(track.kind);
-    let mut at = 0usize;
-    for (i, (s, map)) in samples.iter().zip(maps.iter()).enumerate() {
-        let len = usize::try_from(s.size).map_err(|_| SegmentError::TooLarge)?;
-        let end = at.saturating_add(len);
-        let sample = data.get_mut(at..end).ok_or(SegmentError::TooLarge)?;
-        at = end;
-        if variant == Variant::Cbcs {
-            cbcs::encrypt_sample_with(&cipher, &civ, sample, map, crypt, skip)?;
-        } else {
+    if variant == Variant::Cbcs {
+        // All the fragment's chains at once: they are independent, so they run side by side.
+        let lens = samples.iter().map(|s| usize::try_from(s.size).map_err(|_| SegmentError::TooLarge));
+        let lens: Vec<usize> = lens.collect::<Result<_, _>>()?;
+        let items = lens.iter().copied().zip(maps.iter().map(|m| &m[..]));
+        cbcs::encrypt_samples_with(&cipher, &civ, &mut data, items, crypt, skip)?;
+    } else {
+        let mut at = 0usize;
+        for (i, (s, map)) in samples.iter().zip(maps.iter()).enumerate() {
+            let len = usize::try_from(s.size).map_err(|_| SegmentError::TooLarge)?;
+            let end = at.saturating_add(len);
+            let sample = data.get_mut(at..end).ok_or(SegmentError::TooLarge)?;
+            at = end;
             let sample_iv = iv::cenc_iv_at(iv_base, first_index.saturating_add(i) as u64);
             cenc::encrypt_sample_with(&cipher, &sample_iv, sample, map)?;
             ivs.push(sample_iv);
