@@ -298,15 +298,18 @@ def test_drain_cuts_a_stalled_download_after_drain_secs(tmp_path):
 
 
 def test_readyz_is_503_while_the_catalog_is_indexed(tmp_path):
-    """The listener accepts before the first scan ends: /readyz says 503 until it is done
-    (hundreds of files make the first scan long enough to see), /healthz is 200 throughout."""
+    """The listener accepts before the first scan ends: /readyz says 503 until it is done,
+    /healthz is 200 throughout. The scan must last long enough to be seen: since the compact
+    index, 150 files took ~10 ms (a poll every 10 ms missed it); 4,000 take ~0.3 s here, and the
+    first 503 comes ~13 ms after exec."""
     assets = tmp_path / "assets"
     assets.mkdir()
-    for i in range(150):
-        os.link(ASSETS / "progressive.mp4", assets / f"p{i:03}.mp4")
+    for i in range(4000):
+        os.link(ASSETS / "progressive.mp4", assets / f"p{i:04}.mp4")
     port = free_port()
+    # stdout to /dev/null: the banner lists every asset, and an unread pipe would fill up.
     proc = subprocess.Popen([str(BIN), "serve", "--assets", str(assets), "--listen", f"127.0.0.1:{port}"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         seen = []
         deadline = time.time() + 60
