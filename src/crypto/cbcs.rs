@@ -84,8 +84,6 @@ pub fn encrypt_sample_with(
     Ok(())
 }
 
-/// CBC-encrypts the full blocks of `range` selected by `pattern`, in one chain starting at `iv`;
-/// a partial trailing block is left as it is. Also used by `hls` (whole segment, padded).
 /// Encrypts the samples laid out back to back in `data` (each given by its length and map,
 /// in order), with the same output as [`encrypt_sample_with`] on each in turn.
 ///
@@ -131,6 +129,8 @@ pub fn encrypt_samples_with<'m>(
     Ok(())
 }
 
+/// CBC-encrypts the full blocks of `range` selected by `pattern`, in one chain starting at `iv`;
+/// a partial trailing block is left as it is. Also used by `hls` (whole segment, padded).
 pub(super) fn encrypt_range(cipher: &Aes128Enc, iv: &[u8; 16], range: &mut [u8], pattern: Pattern) {
     // Full blocks as `&mut [Block]` without copying; the partial tail stays clear.
     let (blocks, _clear_tail) = Block::slice_as_chunks_mut(range);
@@ -171,27 +171,31 @@ impl BlockCipherEncClosure for CbcWalk<'_> {
     #[inline(always)]
     fn call<B: BlockCipherEncBackend<BlockSize = U16>>(self, backend: &B) {
         let CbcWalk { iv, blocks, pattern } = self;
-        // The chain value stays in a local (a register), not behind a reference.
-        let mut chain = iv;
-        let mut step = |block: &mut Block| {
-            let mut t = *block;
-            for (b, c) in t.iter_mut().zip(chain.iter()) {
-                *b ^= *c;
-            }
-            backend.encrypt_block((&mut t).into());
-            chain = t;
-            *block = t;
-        };
-        match pattern.0 {
-            None => blocks.iter_mut().for_each(&mut step),
-            Some((crypt, skip)) => {
-                // `crypt + skip` ≤ 510 and > 0, so `chunks_mut` gets a valid size. Skipped
-                // blocks never touch `chain`.
-                for group in blocks.chunks_mut(crypt.saturating_add(skip)) {
-                    group.iter_mut().take(crypt).for_each(&mut step);
-                }
-            }
+        serial(backend, blocks, 0, iv, pattern);
+    }
+}
+
+/// Continues one CBC chain over `blocks` from encrypted block `next`, whose chain value (the IV,
+/// or the ciphertext of the chain's previous encrypted block) is `chain`: one block per AES call.
+/// Skipped blocks never touch the chain. Shared by [`CbcWalk`] and the last lanes of [`CbcLanes`].
+#[inline(always)]
+fn serial<B: BlockCipherEncBackend<BlockSize = U16>>(
+    backend: &B,
+    blocks: &mut [Block],
+    mut next: usize,
+    mut chain: Block,
+    pattern: Pattern,
+) {
+    // The chain value stays in a local (a register), not behind a reference.
+    while let Some(block) = blocks.get_mut(next) {
+        let mut t = *block;
+        for (b, c) in t.iter_mut().zip(chain.iter()) {
+            *b ^= *c;
         }
+        backend.encrypt_block((&mut t).into());
+        chain = t;
+        *block = t;
+        next = pattern.next(next);
     }
 }
 
@@ -255,16 +259,8 @@ impl BlockCipherEncClosure for CbcLanes<'_> {
             // batch costs about the same however few of its slots are in use (64 blocks with
             // VAES-512), so below an eighth of the width serial is cheaper.
             if lanes.len() < (width / 8).max(2) && waiting.len() == 0 {
-                for lane in lanes {
-                    let Lane { blocks, mut next, mut chain } = lane;
-                    while let Some(b) = blocks.get_mut(next) {
-                        for (x, c) in b.iter_mut().zip(chain.iter()) {
-                            *x ^= *c;
-                        }
-                        backend.encrypt_block(b.into());
-                        chain = *b;
-                        next = pattern.next(next);
-                    }
+                for Lane { blocks, next, chain } in lanes {
+                    serial(backend, blocks, next, chain, pattern);
                 }
                 return;
             }
