@@ -7,6 +7,12 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of glibc malloc: the request path allocates and frees small buffers on
+/// whichever worker thread runs it, and glibc's per-arena locks made those frees contend
+/// (futex waits in `__lll_lock_wait_private` under load; see benches/profile.sh).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A streaming origin: clear MP4 files in, DASH and HLS (CMAF) out, packaged on the fly.
 #[derive(Parser)]
 #[command(version, about, long_about = None)]
