@@ -10,5 +10,5 @@ pub mod build;
 pub mod table;
 pub mod time;
 
-pub use build::{build, FileIndex, IndexError, ReadAt, TrackIndex, TrackKind};
+pub use build::{build, read_span_then_compact, FileIndex, IndexError, ReadAt, TrackIndex, TrackKind};
 pub use table::SampleTable;
