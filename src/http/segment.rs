@@ -107,7 +107,7 @@ pub(super) async fn media(
     allowed(&policy, variant, in_lead)?;
     let r = a.rendition(rid).ok_or(ServeError::UnknownRendition)?;
     let track = r.track().ok_or(ServeError::UnknownRendition)?;
-    let (seg, samples) = r.segment(number).ok_or(ServeError::UnknownSegment)?;
+    let seg = r.segment_entry(number).ok_or(ServeError::UnknownSegment)?;
     let seq = u32::try_from(number).map_err(|_| ServeError::UnknownSegment)?;
     // A file truncated in place since indexing: answer 503 now rather than start a 200
     // whose body the kernel cannot finish (see storage::mmap).
@@ -116,6 +116,7 @@ pub(super) async fn media(
     }
     if variant == Variant::Clear {
         check_version(version, r.clear_version)?;
+        let (_, samples) = r.segment(number).ok_or(ServeError::UnknownSegment)?;
         let chunks = fmp4::media_segment(seq, seg.dts, &samples, &r.source.data)?;
         return Ok(segment_resource(app, r, track.kind, number, variant, version, chunks));
     }

@@ -84,9 +84,14 @@ impl Rendition {
 
     /// Samples of segment `n` (1-based), decoded from the compact table.
     pub fn segment(&self, n: usize) -> Option<(&Segment, Vec<Sample>)> {
-        let seg = self.segments.get(n.checked_sub(1)?)?;
+        let seg = self.segment_entry(n)?;
         let samples = self.track()?.samples.range(seg.first, seg.end)?;
         Some((seg, samples))
+    }
+
+    /// Media segment `n` (1-based) without its samples: what a cached protected segment needs.
+    pub fn segment_entry(&self, n: usize) -> Option<&Segment> {
+        self.segments.get(n.checked_sub(1)?)
     }
 }
 
