@@ -4,7 +4,8 @@
 #
 #   bash benches/profile.sh [OUTDIR]      (needs perf: apt-get install -y linux-perf)
 #
-# Writes OUTDIR/<variant>.txt (perf report --no-children, top symbols). Environment: DURATION (5),
+# Writes OUTDIR/<variant>.txt (perf report --no-children, top symbols). Environment: ASSET (multi:
+# the segment is its biggest video rendition's second, as in benches/load.sh), DURATION (5),
 # DRM_ORIGIN_BIN, VARIANTS ("cenc cbcs aes128"; "clear" is the unprotected segment), CACHE_MB (0:
 # the protected-segment cache off; e.g. 256 profiles cache hits). Hold `flock /work/.heavy.lock` around it on a shared machine.
 set -euo pipefail
@@ -45,13 +46,22 @@ for _ in $(seq 300); do
     sleep 0.1
 done
 [ -n "$URL" ] || { cat "$WORK/log" >&2; exit 1; }
-for _ in $(seq 300); do curl -fsS -o /dev/null "$URL/multi/manifest.mpd" && break; sleep 0.1; done
+ASSET=${ASSET:-multi}
+for _ in $(seq 300); do curl -fsS -o /dev/null "$URL/$ASSET/manifest.mpd" && break; sleep 0.1; done
+# the biggest video rendition's second media segment, as benches/load.sh picks it
+BASE=$(curl -fsS "$URL/$ASSET/manifest.mpd" | PYTHONPATH="$ROOT/tests/e2e" python3 -c '
+import sys
+from http_util import parse_mpd, unversioned
+asset = sys.argv[1]
+reps = [r for r in parse_mpd(sys.stdin.buffer.read(), f"/{asset}/manifest.mpd") if r.kind == "video"]
+best = max(reps, key=lambda r: r.bandwidth)
+print(unversioned(best.media[min(1, len(best.media) - 1)])[:-len(".m4s")])' "$ASSET")
 for v in ${VARIANTS:-cenc cbcs aes128}; do
     seg=$(PYTHONPATH="$ROOT/tests/e2e" python3 -c '
 import sys
 from http_util import versioned
-v = sys.argv[2]
-print(versioned(sys.argv[1], "/multi/video_360p_1/2." + ("" if v == "clear" else v + ".") + "m4s"))' "$URL" "$v")
+base, v = sys.argv[2:]
+print(versioned(sys.argv[1], base + ("" if v == "clear" else "." + v) + ".m4s"))' "$URL" "$BASE" "$v")
     perf record -q -g -p "$PID" -o "$WORK/$v.data" -- sleep "$DURATION" 2>/dev/null &
     rec=$!
     wrk -t1 -c16 -d"${DURATION}s" "$URL$seg" >"$OUT/$v.wrk.txt"
