@@ -25,11 +25,16 @@ async function main() {
   });
   const wire = [];
   let check = null;
+  // Closing the page aborts the requests still in flight (the player fetches ahead): those are
+  // the harness's doing, not failures of the server, and are left out of the wire.
+  let closing = false;
   try {
     const context = await browser.newContext();
     const page = await context.newPage();
     page.on('response', (r) => wire.push({ url: r.url(), status: r.status(), method: r.request().method() }));
-    page.on('requestfailed', (r) => wire.push({ url: r.url(), status: 0, method: r.request().method() }));
+    page.on('requestfailed', (r) => {
+      if (!closing) wire.push({ url: r.url(), status: 0, method: r.method(), failure: r.failure()?.errorText });
+    });
     await page.goto(url, { waitUntil: 'load', timeout: 15000 });
     const started = Date.now();
     for (;;) {
@@ -38,6 +43,7 @@ async function main() {
       if (Date.now() - started > TIMEOUT_MS) break;
       await sleep(250);
     }
+    closing = true;
     await context.close();
   } finally {
     await browser.close();
