@@ -5,7 +5,7 @@
 #
 #   BINS="/tmp/old /tmp/new" ASSET=hevc VARIANTS="clear cenc" CACHE_MB=0 ROUNDS=5 bash benches/ab.sh
 #
-# Environment: BINS (required), ASSET (multi), VARIANTS ("clear cenc"), CACHE_MB (0: the
+# Environment: BINS (required), ASSET (multi), VARIANTS ("clear cenc"; "mpd" is the asset's MPD), CACHE_MB (0: the
 # protected-segment cache off; 256 measures cache hits), ROUNDS (3), DURATION (3 s), LOAD (1:16,
 # wrk threads:connections). The segment is the asset's biggest video rendition's second, as in
 # benches/load.sh. Hold `flock /work/.heavy.lock` around it on a shared machine.
@@ -42,11 +42,11 @@ reps = [r for r in parse_mpd(sys.stdin.buffer.read(), f"/{asset}/manifest.mpd") 
 best = max(reps, key=lambda r: r.bandwidth)
 print(unversioned(best.media[min(1, len(best.media) - 1)])[:-len(".m4s")])' "$ASSET")
     for v in ${VARIANTS:-clear cenc}; do
-        seg=$(PYTHONPATH="$ROOT/tests/e2e" python3 -c '
+        if [ "$v" = mpd ]; then seg="/$ASSET/manifest.mpd"; else seg=$(PYTHONPATH="$ROOT/tests/e2e" python3 -c '
 import sys
 from http_util import versioned
 base, v = sys.argv[2:]
-print(versioned(sys.argv[1], base + ("" if v == "clear" else "." + v) + ".m4s"))' "$url" "$base" "$v")
+print(versioned(sys.argv[1], base + ("" if v == "clear" else "." + v) + ".m4s"))' "$url" "$base" "$v"); fi
         curl -fsS -o /dev/null "$url$seg"
         a=$(awk '{print $14 + $15}' "/proc/$PID/stat")
         n=$(wrk -t"${LOAD%%:*}" -c"${LOAD##*:}" -d"${DURATION:-3}s" "$url$seg" | awk '/requests in/{print $1}')
