@@ -207,42 +207,55 @@ pub fn read_samples_into<R: ReadAt + ?Sized>(
     samples: &[Sample],
     data: &mut Vec<u8>,
 ) -> Result<(), ProtectError> {
-    let runs = fmp4::runs(samples);
-    let spans = spans(&runs);
-    data.reserve(room(&runs, &spans)?);
-    for span in &spans {
-        let len = usize::try_from(span.len).map_err(|_| SegmentError::TooLarge)?;
-        let runs = runs.get(span.runs.clone()).unwrap_or(&[]);
-        file.read_runs_append_at(data, span.offset, len, runs)?;
+    ReadPlan::new(samples)?.read_into(file, data)
+}
+
+/// How the bytes of a segment's samples are read: their contiguous runs, grouped into spans of
+/// one positioned read each, and the room a buffer needs for that. Made once per segment build,
+/// so a caller that sizes its buffer first does not group the runs twice.
+pub struct ReadPlan {
+    runs: Vec<(u64, u64)>,
+    spans: Vec<Span>,
+    room: usize,
+}
+
+impl ReadPlan {
+    /// The plan for `samples`, in order.
+    pub fn new(samples: &[Sample]) -> Result<ReadPlan, ProtectError> {
+        let runs = fmp4::runs(samples);
+        let spans = spans(&runs);
+        let total: u64 = runs.iter().map(|r| r.1).sum();
+        // The widest gaps of one span are read, then dropped before the next span is read.
+        let slack = spans.iter().map(|s| s.len.saturating_sub(s.run_bytes)).max().unwrap_or(0);
+        let room = usize::try_from(total.saturating_add(slack)).map_err(|_| SegmentError::TooLarge)?;
+        Ok(ReadPlan { runs, spans, room })
     }
-    Ok(())
+
+    /// Spare capacity [`ReadPlan::read_into`] needs: the samples' bytes plus the widest gaps.
+    pub fn room(&self) -> usize {
+        self.room
+    }
+
+    /// Appends the samples' bytes to `data`.
+    pub fn read_into<R: ReadAt + ?Sized>(&self, file: &R, data: &mut Vec<u8>) -> Result<(), ProtectError> {
+        data.reserve(self.room);
+        for span in &self.spans {
+            let len = usize::try_from(span.len).map_err(|_| SegmentError::TooLarge)?;
+            let runs = self.runs.get(span.runs.clone()).unwrap_or(&[]);
+            file.read_runs_append_at(data, span.offset, len, runs)?;
+        }
+        Ok(())
+    }
 }
 
-/// Spare capacity [`read_samples_into`] needs for `samples`: their bytes, plus the gaps it
-/// reads and drops.
-pub fn read_room(samples: &[Sample]) -> Result<usize, ProtectError> {
-    let runs = fmp4::runs(samples);
-    Ok(room(&runs, &spans(&runs))?)
-}
-
-/// Bytes a buffer needs to read `spans`: the runs, plus the widest gaps of one span (read, then
-/// dropped before the next span is read).
-fn room(runs: &[(u64, u64)], spans: &[Span]) -> Result<usize, SegmentError> {
-    let total: u64 = runs.iter().map(|r| r.1).sum();
-    let slack = spans
-        .iter()
-        .map(|s| s.len.saturating_sub(runs.get(s.runs.clone()).unwrap_or(&[]).iter().map(|r| r.1).sum()))
-        .max()
-        .unwrap_or(0);
-    usize::try_from(total.saturating_add(slack)).map_err(|_| SegmentError::TooLarge)
-}
-
-/// One positioned read: `len` bytes at `offset` holding `runs` (indices into the run list).
+/// One positioned read: `len` bytes at `offset` holding `runs` (indices into the run list),
+/// `run_bytes` of which are sample bytes.
 #[derive(Debug, PartialEq)]
 struct Span {
     offset: u64,
     len: u64,
     runs: std::ops::Range<usize>,
+    run_bytes: u64,
 }
 
 /// Groups consecutive runs that follow each other in the file with gaps of at most [`MAX_GAP`].
@@ -255,10 +268,11 @@ fn spans(runs: &[(u64, u64)]) -> Vec<Span> {
             if offset >= last_end && offset - last_end <= MAX_GAP {
                 last.len = end - last.offset;
                 last.runs.end = i + 1;
+                last.run_bytes = last.run_bytes.saturating_add(len);
                 continue;
             }
         }
-        out.push(Span { offset, len, runs: i..i + 1 });
+        out.push(Span { offset, len, runs: i..i + 1, run_bytes: len });
     }
     out
 }
@@ -266,8 +280,9 @@ fn spans(runs: &[(u64, u64)]) -> Vec<Span> {
 /// Reads the bytes of `samples` (in order) with positioned reads, into a reused buffer
 /// (`storage::buffers`; hand it on with `buffers::into_bytes`).
 pub fn read_samples<R: ReadAt + ?Sized>(file: &R, samples: &[Sample]) -> Result<Vec<u8>, ProtectError> {
-    let mut data = buffers::take(read_room(samples)?);
-    read_samples_into(file, samples, &mut data)?;
+    let plan = ReadPlan::new(samples)?;
+    let mut data = buffers::take(plan.room());
+    plan.read_into(file, &mut data)?;
     Ok(data)
 }
 
@@ -392,10 +407,10 @@ pub fn aes128_segment<R: ReadAt + ?Sized>(
         fmp4::segment_header(fmp4::OUTPUT_TRACK_ID, sequence, base_decode_time, samples, &FragmentOptions::default())?;
     // The samples are read straight behind the header (no second buffer, no copy), into a reused
     // buffer with room for the PKCS#7 pad, so encrypting in place never reallocates.
-    let room = read_room(samples)?;
-    let mut seg = buffers::take(head.len().saturating_add(room).saturating_add(16));
+    let plan = ReadPlan::new(samples)?;
+    let mut seg = buffers::take(head.len().saturating_add(plan.room()).saturating_add(16));
     seg.extend_from_slice(&head);
-    read_samples_into(file, samples, &mut seg)?;
+    plan.read_into(file, &mut seg)?;
     crypto::hls::encrypt_segment_in_place(key, segment_iv, &mut seg);
     Ok(seg)
 }
@@ -435,11 +450,13 @@ mod tests {
         assert_eq!(
             spans(&runs),
             vec![
-                Span { offset: 100, len: 80, runs: 0..2 },
-                Span { offset: 60_000, len: 30, runs: 2..3 },
-                Span { offset: 5, len: 15, runs: 3..4 },
+                Span { offset: 100, len: 80, runs: 0..2, run_bytes: 70 },
+                Span { offset: 60_000, len: 30, runs: 2..3, run_bytes: 30 },
+                Span { offset: 5, len: 15, runs: 3..4, run_bytes: 15 },
             ]
         );
+        // room: the 115 sample bytes plus the widest gaps of one span (10 bytes in the first)
+        assert_eq!(ReadPlan::new(&samples).unwrap().room(), 125);
         let mut data = vec![9u8];
         read_samples_into(&file[..], &samples, &mut data).unwrap();
         let mut expect = vec![9u8];
