@@ -116,7 +116,7 @@ pub(super) async fn media(
     }
     if variant == Variant::Clear {
         check_version(version, r.clear_version)?;
-        let (_, samples) = r.segment(number).ok_or(ServeError::UnknownSegment)?;
+        let samples = track.samples.range(seg.first, seg.end).ok_or(ServeError::UnknownSegment)?;
         let chunks = fmp4::media_segment(seq, seg.dts, &samples, &r.source.data)?;
         return Ok(segment_resource(app, r, track.kind, number, variant, version, chunks));
     }
