@@ -26,7 +26,7 @@ sed -n '/^cat >"$WORK\/c.toml" <<CONF/,/^CONF/p' "$ROOT/benches/profile.sh" | se
 one() { # BIN -> lines "variant ms_per_request"
     "$1" serve --assets "$ROOT/assets" --listen 127.0.0.1:0 --config "$WORK/c.toml" >"$WORK/out" 2>"$WORK/log" &
     PID=$!
-    local url="" base seg v a b n
+    local url="" seg v a b n
     for _ in $(seq 100); do
         url=$(sed -n 's/^drm-origin listening on \(http:\/\/[0-9.:]*\).*/\1/p' "$WORK/out" | head -n1)
         [ -n "$url" ] && break
@@ -34,19 +34,8 @@ one() { # BIN -> lines "variant ms_per_request"
     done
     [ -n "$url" ] || { cat "$WORK/log" >&2; exit 1; }
     for _ in $(seq 300); do curl -fsS -o /dev/null "$url/$ASSET/manifest.mpd" && break; sleep 0.1; done
-    base=$(curl -fsS "$url/$ASSET/manifest.mpd" | PYTHONPATH="$ROOT/tests/e2e" python3 -c '
-import sys
-from http_util import parse_mpd, unversioned
-asset = sys.argv[1]
-reps = [r for r in parse_mpd(sys.stdin.buffer.read(), f"/{asset}/manifest.mpd") if r.kind == "video"]
-best = max(reps, key=lambda r: r.bandwidth)
-print(unversioned(best.media[min(1, len(best.media) - 1)])[:-len(".m4s")])' "$ASSET")
     for v in ${VARIANTS:-clear cenc}; do
-        if [ "$v" = mpd ]; then seg="/$ASSET/manifest.mpd"; else seg=$(PYTHONPATH="$ROOT/tests/e2e" python3 -c '
-import sys
-from http_util import versioned
-base, v = sys.argv[2:]
-print(versioned(sys.argv[1], base + ("" if v == "clear" else "." + v) + ".m4s"))' "$url" "$base" "$v"); fi
+        seg=$(python3 "$ROOT/benches/segment_path.py" "$url" "$ASSET" "$v")
         curl -fsS -o /dev/null "$url$seg"
         a=$(awk '{print $14 + $15}' "/proc/$PID/stat")
         n=$(wrk -t"${LOAD%%:*}" -c"${LOAD##*:}" -d"${DURATION:-3}s" "$url$seg" | awk '/requests in/{print $1}')

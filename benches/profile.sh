@@ -48,20 +48,8 @@ done
 [ -n "$URL" ] || { cat "$WORK/log" >&2; exit 1; }
 ASSET=${ASSET:-multi}
 for _ in $(seq 300); do curl -fsS -o /dev/null "$URL/$ASSET/manifest.mpd" && break; sleep 0.1; done
-# the biggest video rendition's second media segment, as benches/load.sh picks it
-BASE=$(curl -fsS "$URL/$ASSET/manifest.mpd" | PYTHONPATH="$ROOT/tests/e2e" python3 -c '
-import sys
-from http_util import parse_mpd, unversioned
-asset = sys.argv[1]
-reps = [r for r in parse_mpd(sys.stdin.buffer.read(), f"/{asset}/manifest.mpd") if r.kind == "video"]
-best = max(reps, key=lambda r: r.bandwidth)
-print(unversioned(best.media[min(1, len(best.media) - 1)])[:-len(".m4s")])' "$ASSET")
 for v in ${VARIANTS:-cenc cbcs aes128}; do
-    seg=$(PYTHONPATH="$ROOT/tests/e2e" python3 -c '
-import sys
-from http_util import versioned
-base, v = sys.argv[2:]
-print(versioned(sys.argv[1], base + ("" if v == "clear" else "." + v) + ".m4s"))' "$URL" "$BASE" "$v")
+    seg=$(python3 "$ROOT/benches/segment_path.py" "$URL" "$ASSET" "$v")
     perf record -q -g -p "$PID" -o "$WORK/$v.data" -- sleep "$DURATION" 2>/dev/null &
     rec=$!
     wrk -t1 -c16 -d"${DURATION}s" "$URL$seg" >"$OUT/$v.wrk.txt"
